@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import attrs
 import torch
@@ -27,6 +28,7 @@ from energyflow.field import Field
 from energyflow.samplers._config import one_of, positive, resolve_num_steps
 from energyflow.samplers.base import Recorder, SampleResult, prepare, raise_divergence
 from energyflow.schedule import ConstantSchedule, Schedule, as_schedule
+from energyflow.spaces import Space
 
 
 @attrs.frozen
@@ -100,43 +102,17 @@ class Langevin:
         Raises:
             DivergenceError: a state became NaN/inf (the message names the step and term).
         """
-        if check_every < 1:
-            raise ValueError(f"check_every must be >= 1, got {check_every}")
-        n, dt = self.steps, self.step_size
-        eps_list = self.temperatures()
-        x, space = prepare(field, x0, eps_list[0])
-        rec = Recorder(n if trace else 0, x, record_every)
+        x, space = prepare(field, x0, float(self.schedule(self.t_start)))
         evals0 = field.num_grad_evals
-        x_checked, k_checked = x, -1
-        heun = self.method == "heun"
-        for k in range(n):
-            eps = eps_list[k]
-            e, g = field.energy_and_grad(x, eps)  # energies of the state entering step k
-            if trace:
-                rec.step(k, e, g)
-            if k % check_every == 0 or k == n - 1:
-                # With traces on, the recorded mean energy is NaN/inf exactly when some
-                # energy is, so one scalar test covers the batch.
-                finite = math.isfinite(float(rec.energy[k])) if trace else bool(torch.isfinite(e).all())
-                if not finite:
-                    self._diverged(field, k, x, x_checked, k_checked, eps)
-                x_checked, k_checked = x, k
-            noise_scale = math.sqrt(2.0 * eps * dt)
-            xi = space.randn_like(x, generator) if noise_scale > 0 else None
-            x_new = torch.add(x, g, alpha=-dt)
-            if xi is not None:
-                x_new.add_(xi, alpha=noise_scale)
-            if heun:
-                eps_next = eps_list[k + 1] if k + 1 < n else float(self.schedule(self.t_start + n * dt))
-                _, g_pred = field.energy_and_grad(space.project(x_new), eps_next)
-                x_new = torch.add(x, g + g_pred, alpha=-0.5 * dt)
-                if xi is not None:
-                    x_new.add_(xi, alpha=noise_scale)
-            x = space.project(x_new)
-            rec.frame(k, x)
-        if not bool(torch.isfinite(x).all()):
-            self._diverged(field, n, x, x_checked, k_checked, eps_list[-1])
-        eps_final = float(self.schedule(self.t_start + n * dt))
+
+        def drift(x: Tensor, t: float, eps: float) -> tuple[Tensor, Tensor]:
+            return field.energy_and_grad(x, eps)
+
+        def diverged(k: int, x: Tensor, x_checked: Tensor, k_checked: int, eps: float) -> None:
+            self._diverged(field, k, x, x_checked, k_checked, eps)
+
+        x, rec, eps_list = integrate(self, drift, x, space, generator, record_every, trace, check_every, diverged)
+        eps_final = float(self.schedule(self.t_start + self.steps * self.step_size))
         with torch.no_grad():
             e_final = field.energy(x, eps_final)
         return SampleResult(
@@ -146,5 +122,66 @@ class Langevin:
             grad_norm_trace=rec.grad_norm,
             trajectory=rec.trajectory(),
             num_grad_evals=field.num_grad_evals - evals0,
-            info={"t_end": self.t_start + n * dt, "eps": eps_list, "method": self.method},
+            info={"t_end": self.t_start + self.steps * self.step_size, "eps": eps_list, "method": self.method},
         )
+
+
+Drift = Callable[[Tensor, float, float], "tuple[Tensor, Tensor]"]
+
+
+def integrate(
+    config: Langevin,
+    drift: Drift,
+    x: Tensor,
+    space: Space,
+    generator: torch.Generator | None,
+    record_every: int | None,
+    trace: bool,
+    check_every: int,
+    diverged: Callable[[int, Tensor, Tensor, int, float], None],
+) -> tuple[Tensor, Recorder, list[float]]:
+    """The Euler-Maruyama / Heun loop of :class:`Langevin` for any drift.
+
+    ``x <- x - dt * grad(x, t, eps(t)) + sqrt(2 eps(t) dt) * xi`` for ``config.steps``
+    steps from ``config.t_start``, where ``drift(x, t, eps)`` returns the per-sample
+    energies ``(B,)`` and the gradient ``(B, *event)`` the chain descends. Shared by
+    :class:`Langevin` and the guided sampler of :mod:`energyflow.samplers.guided`.
+
+    Returns:
+        tuple: the final states ``(B, *event)``, the :class:`Recorder` and eps per step.
+    """
+    if check_every < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
+    n, dt, t0 = config.steps, config.step_size, config.t_start
+    eps_list = config.temperatures()
+    rec = Recorder(n if trace else 0, x, record_every)
+    x_checked, k_checked = x, -1
+    heun = config.method == "heun"
+    for k in range(n):
+        eps = eps_list[k]
+        e, g = drift(x, t0 + k * dt, eps)  # energies of the state entering step k
+        if trace:
+            rec.step(k, e, g)
+        if k % check_every == 0 or k == n - 1:
+            # With traces on, the recorded mean energy is NaN/inf exactly when some
+            # energy is, so one scalar test covers the batch.
+            finite = math.isfinite(float(rec.energy[k])) if trace else bool(torch.isfinite(e).all())
+            if not finite:
+                diverged(k, x, x_checked, k_checked, eps)
+            x_checked, k_checked = x, k
+        noise_scale = math.sqrt(2.0 * eps * dt)
+        xi = space.randn_like(x, generator) if noise_scale > 0 else None
+        x_new = torch.add(x, g, alpha=-dt)
+        if xi is not None:
+            x_new.add_(xi, alpha=noise_scale)
+        if heun:
+            eps_next = eps_list[k + 1] if k + 1 < n else float(config.schedule(t0 + n * dt))
+            _, g_pred = drift(space.project(x_new), t0 + (k + 1) * dt, eps_next)
+            x_new = torch.add(x, g + g_pred, alpha=-0.5 * dt)
+            if xi is not None:
+                x_new.add_(xi, alpha=noise_scale)
+        x = space.project(x_new)
+        rec.frame(k, x)
+    if not bool(torch.isfinite(x).all()):
+        diverged(n, x, x_checked, k_checked, eps_list[-1])
+    return x, rec, eps_list
