@@ -266,6 +266,14 @@ def condition(
     repulsion: Optional[float] = typer.Option(None, help="Repulsion bandwidth sigma among chains (default 2.0, measured on digits)."),
     no_repulsion: bool = typer.Option(False, "--no-repulsion", help="Skip the run with repulsion."),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="Sampler end time tau_s (default: the run's)."),
+    guidance: bool = typer.Option(
+        True, "--guidance/--no-guidance",
+        help="Let the measurement guide the transport through its predicted endpoint (default); "
+             "--no-guidance is the paper's sampler, where it acts only from tau* on.",
+    ),
+    guidance_weight: Optional[float] = typer.Option(
+        None, "--guidance-weight", help="Weight of -log p(y|x) under guidance (default eps_max: the exact posterior).",
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
 ) -> None:
@@ -277,6 +285,7 @@ def condition(
     report = condition_run(
         str(run), task, str(out), num_images=n_images, chains=chains, noise=noise,
         repulsion_sigma=repulsion, compare_repulsion=not no_repulsion, t_end=t_end, seed=seed, device=device,
+        guidance=guidance, guidance_weight=guidance_weight,
     )
     table = Table(title=f"{task}: {n_images} held-out images, {chains} draws each")
     for col in ("method", "PSNR (region, dB)", "PSNR of mean", "SSIM", "diversity"):

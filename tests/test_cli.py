@@ -192,6 +192,7 @@ def test_condition_writes_grids_metrics_and_baselines(image_run, tmp_path):
     report = json.loads((tmp_path / "cond" / "inpaint_box_metrics.json").read_text())
     assert set(report["metrics"]) == {"posterior", "posterior+repulsion", "nearest_neighbour", "unconditional"}
     assert report["metrics"]["posterior"]["diversity"] >= 0
+    assert report["guidance"] is True and report["guidance_weight"] == pytest.approx(0.1)  # the preset's eps_max
     assert (tmp_path / "cond" / "inpaint_box_posterior.png").stat().st_size > 0
     draws = torch.load(tmp_path / "cond" / "inpaint_box_posterior.pt", weights_only=True)
     assert draws.shape == (2, 2, 1, 8, 8)
@@ -201,3 +202,14 @@ def test_condition_refuses_non_image_runs_and_bad_tasks(run, image_run, tmp_path
     assert_user_error(invoke("condition", run, "--out", tmp_path / "c"), "image domain")
     assert_user_error(invoke("condition", image_run, "--task", "colorize", "--out", tmp_path / "c"), "choose one of")
     assert_user_error(invoke("condition", image_run, "--chains", "0", "--out", tmp_path / "c"), "--chains")
+    assert_user_error(invoke("condition", image_run, "--no-guidance", "--guidance-weight", "0.2", "--out", tmp_path / "c"),
+                      "guidance_weight")
+
+
+def test_condition_without_guidance_records_it(image_run, tmp_path):
+    result = invoke("condition", image_run, "--task", "inpaint_half", "--n-images", "1", "--chains", "2", "--no-repulsion",
+                    "--no-guidance", "--out", tmp_path / "cond", "--t-end", "1.05")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "cond" / "inpaint_half_metrics.json").read_text())
+    assert report["guidance"] is False and report["guidance_weight"] is None
+    assert set(report["metrics"]) == {"posterior", "nearest_neighbour", "unconditional"}

@@ -65,20 +65,23 @@ def _analytic_posterior(task, y, prior_var):
     return mean.reshape(SHAPE), cov
 
 
+@pytest.mark.parametrize("guidance", [True, False])
 @pytest.mark.parametrize("name", ["inpaint_half", "deblur"])
-def test_solve_recovers_linear_gaussian_posterior(name):
+def test_solve_recovers_linear_gaussian_posterior(name, guidance):
     # With a Gaussian prior potential and a constant temperature 1 the posterior is Gaussian
     # with a closed form. 1000 chains of Heun Langevin at dt=0.02 for t=5 (relaxation time of
     # the slowest mode = prior variance 1, and chains start from the prior): the discretisation
     # bias is O(dt^2) ~ 4e-4 (stiffest mode: precision 12, dt * 12 = 0.24), and the Monte Carlo
-    # standard error of a mean is <= sqrt(1/1000) = 0.032, so 0.16 is a 5-sigma bound.
+    # standard error of a mean is <= sqrt(1/1000) = 0.032, so 0.16 is a 5-sigma bound. Guided
+    # transport (t < 1) changes only the path: from t = 1 the chain targets the same posterior.
     torch.manual_seed(0)
     task = make_task(name, SHAPE, noise=0.3)
     truth = torch.randn(1, *SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y = task.measure(truth, generator=torch.Generator().manual_seed(2))
     prior = ef.GaussianPotential(torch.zeros(16, dtype=torch.float64), torch.eye(16, dtype=torch.float64))
     sampler = ef.Langevin(step_size=0.02, t_end=5.0, schedule=1.0, method="heun")
-    sol = solve(prior, task, y, sampler, chains=1000, generator=torch.Generator().manual_seed(3), clamp=None)
+    sol = solve(prior, task, y, sampler, chains=1000, generator=torch.Generator().manual_seed(3), clamp=None,
+                guidance=guidance)
     mean, cov = _analytic_posterior(task, y, 1.0)
     assert sol.samples.shape == (1, 1000, *SHAPE)
     assert (sol.mean[0] - mean).abs().max() < 0.16
@@ -114,6 +117,8 @@ def test_solve_checks_its_arguments():
         solve(prior, task, torch.zeros(1, *SHAPE), sampler, chains=1, repulsion_sigma=1.0)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         solve(prior, task, torch.zeros(16), sampler)
+    with pytest.raises(ValueError, match="guidance_weight"):
+        solve(prior, task, torch.zeros(1, *SHAPE), sampler, guidance=False, guidance_weight=0.1)
 
 
 def test_nearest_neighbour_baseline_finds_the_matching_training_image():
