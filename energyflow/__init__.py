@@ -50,6 +50,7 @@ _EXPORTS = {
     # samplers
     "GradientFlow": "energyflow.samplers.flow",
     "Langevin": "energyflow.samplers.langevin",
+    "GuidedLangevin": "energyflow.samplers.guided",
     "MALA": "energyflow.samplers.mala",
     "HMC": "energyflow.samplers.hmc",
     "PyroNUTS": "energyflow.samplers.pyro_nuts",
@@ -57,7 +58,7 @@ _EXPORTS = {
     "DivergenceError": "energyflow.samplers.base",
 }
 
-_SUBMODULES = {"energies", "samplers", "training", "domains", "likelihood", "plotting", "metrics", "cli", "registry", "field", "spaces", "schedule"}
+_SUBMODULES = {"energies", "samplers", "training", "domains", "likelihood", "plotting", "metrics", "cli", "registry", "field", "spaces", "schedule", "inverse"}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -21,11 +21,11 @@ diffusion posterior sampling (Chung et al. 2023), with the flow's own endpoint e
 
 Example:
     >>> import torch, energyflow as ef
-    >>> from energyflow.samplers.guided import GuidedLangevin
     >>> prior = ef.compile(ef.GaussianPotential(torch.zeros(2), torch.eye(2)))
     >>> obs = ef.observe(torch.tensor([[1.5]]), forward=torch.tensor([[1.0, 0.0]]), noise=0.5)
     >>> base = ef.Langevin(step_size=0.05, t_end=3.0, schedule=ef.EnergyMatchingSchedule(1.0, 1.0))
-    >>> out = GuidedLangevin(base, obs).run(prior, torch.zeros(4000, 2), generator=torch.Generator().manual_seed(0))
+    >>> sampler = ef.GuidedLangevin(base, obs)
+    >>> out = sampler.run(prior, torch.zeros(4000, 2), generator=torch.Generator().manual_seed(0))
     >>> round(float(out.samples[:, 0].mean()), 1)  # posterior mean 1.5 / (1 + 0.25) = 1.2
     1.2
 """
