@@ -166,6 +166,44 @@ def _print_metrics(metrics: dict[str, float], title: str) -> None:
     console.print(table)
 
 
+def _likelihood_metrics(run: Path, n: int, *, nll: bool, ais_chains: int, ais_steps: int, lid: int,
+                        lid_threshold: float, seed: int, device: str) -> dict[str, float]:
+    """NLL (nats, and per dimension) of held-out data and LID statistics of a trained run.
+
+    The density is the model's Boltzmann density ``exp(-V / eps_max) / Z``; held-out data
+    are the domain's test split where it has one, else ``n`` fresh draws of the data.
+    """
+    import torch
+
+    from energyflow.likelihood import local_intrinsic_dimension, log_partition, negative_log_likelihood
+    from energyflow.training.trainer import load_potential, resolve_device
+
+    potential, cfg, domain = load_potential(run, device=device)
+    dev = resolve_device(device)
+    if hasattr(domain, "test_data"):
+        held_out = domain.test_data()
+    else:
+        held_out = domain.sample_data(n, generator=torch.Generator().manual_seed(seed + 20_011))
+    held_out = held_out.to(dev)
+    event = tuple(domain.space.event_shape)
+    out: dict[str, float] = {}
+    if nll:
+        if not cfg.eps_max > 0:
+            raise ValueError("--nll needs a run with eps_max > 0: its density is exp(-V / eps_max)")
+        with Progress(TextColumn("AIS log Z"), BarColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+            bar.add_task("ais", total=None)
+            est = log_partition(potential, dim=event, temperature=cfg.eps_max, num_chains=ais_chains,
+                                num_steps=ais_steps, generator=torch.Generator(dev).manual_seed(seed + 1))
+        value, se = negative_log_likelihood(potential, held_out, est, temperature=cfg.eps_max)
+        out.update(nll=value, nll_stderr=se, nll_per_dim=value / math.prod(event), log_z=est.log_z,
+                   log_z_stderr=est.stderr, ais_ess=est.ess, nll_points=float(held_out.shape[0]))
+    if lid:
+        dims = local_intrinsic_dimension(potential, held_out[:lid], relative_threshold=lid_threshold).float()
+        out.update(lid_mean=float(dims.mean()), lid_median=float(dims.median()), lid_min=float(dims.min()),
+                   lid_max=float(dims.max()), lid_points=float(dims.shape[0]))
+    return out
+
+
 def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, device: str, record_every=None):
     import torch
 
@@ -240,14 +278,24 @@ def evaluate(
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="cpu, cuda, ..."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
+    nll: bool = typer.Option(False, "--nll", help="Also the NLL of held-out data under exp(-V/eps_max), log Z by AIS."),
+    ais_chains: int = typer.Option(512, "--ais-chains", help="AIS chains for --nll."),
+    ais_steps: int = typer.Option(200, "--ais-steps", help="AIS temperature levels for --nll."),
+    lid: int = typer.Option(0, "--lid", help="Also the local intrinsic dimension at this many held-out points."),
+    lid_threshold: float = typer.Option(0.1, "--lid-threshold", help="LID: curvature below this fraction of the largest is flat."),
 ) -> None:
-    """The domain's metrics on fresh samples against fresh data."""
+    """The domain's metrics on fresh samples against fresh data; optionally NLL and LID."""
     import torch
 
+    if lid < 0:
+        raise ValueError(f"--lid must be >= 0, got {lid}")
     result, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
     ref = domain.sample_data(n, generator=torch.Generator().manual_seed(seed + 10_007))
     metrics = {k: float(v) for k, v in domain.metrics(result.samples.detach().cpu(), ref).items()}
     metrics["grad_evals_per_sample"] = float(result.num_grad_evals)
+    if nll or lid:
+        metrics.update(_likelihood_metrics(run, n, nll=nll, ais_chains=ais_chains, ais_steps=ais_steps, lid=lid,
+                                           lid_threshold=lid_threshold, seed=seed, device=device))
     _print_metrics(metrics, title=f"{cfg.domain}/{cfg.dataset}: {n} samples, {sampler}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
