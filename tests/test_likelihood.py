@@ -271,37 +271,51 @@ def grid_log_z(energy_fn, T: float, half_width: float = 25.0, num: int = 1001) -
     return float(torch.logsumexp(lf, 0)) + 2 * math.log(h)
 
 
+def moons_log_density(x: torch.Tensor, noise: float = 0.1, num: int = 4000) -> torch.Tensor:
+    """Exact log density of ``toy.moons``: each half circle is a uniform arc convolved with
+    N(0, noise^2 I), then shifted and scaled by 2. The arc integral is a midpoint rule over
+    ``num`` angles per moon (error far below 1e-3 nats at the noise scale 0.2)."""
+    t = (torch.arange(num, dtype=torch.float64) + 0.5) * math.pi / num
+    upper = torch.stack([t.cos(), t.sin()], 1)
+    lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], 1)
+    centres = 2.0 * (torch.cat([upper, lower]) - torch.tensor([0.5, 0.25], dtype=torch.float64))
+    s2 = (2.0 * noise) ** 2
+    d2 = ((x.double()[:, None, :] - centres[None]) ** 2).sum(-1)
+    return torch.logsumexp(-d2 / (2 * s2), 1) - math.log(2 * num) - math.log(2 * math.pi * s2)
+
+
 @pytest.mark.slow
 def test_nll_of_a_trained_energy_matching_model(tmp_path):
-    # Train a tiny Energy Matching model (300 steps, 32x2 MLP, ~30 s) on
-    # ToyDomain("gaussian"), whose data N(0, I_2) has the exact NLL d/2 log(2 pi e) = 2.8379
-    # nats, load it back with load_potential and evaluate its Boltzmann density
-    # exp(-V / eps_max). Three checks:
+    # The paper's 2-D task: Energy Matching from 8 Gaussians to two moons (toy preset;
+    # 1,500 OT steps + 200 with contrastive divergence, lr 1e-3, EMA 0.99; ~1 min on one
+    # core), loaded back with load_potential; its density is exp(-V / eps_max) / Z. The
+    # moons' exact NLL (entropy, estimated on 4,000 draws) is 2.39 nats. Checks:
     # 1. AIS log Z at T = eps_max agrees with a brute-force 2-D quadrature of the same
-    #    trained V (the model's exact log Z) within 4 stderr + slack: the machinery is right
-    #    on a learned, non-Gaussian potential.
-    # 2. The NLL is within 1.5 nats of the data's exact NLL. The tolerance is loose on
-    #    purpose: after 300 steps the model's density is still much broader than the data
-    #    (its covariance is ~7 I, which alone costs ~1.1 nats); it is a sanity bound, not
-    #    a claim of a good fit.
-    # 3. Negative control: the same model evaluated at the wrong temperature (T = 1, the
-    #    density exp(-V) instead of exp(-V / eps_max)) misses by more than that bound.
+    #    trained V (the model's exact log Z) within 4 stderr + slack, and the quadrature
+    #    does not depend on the box (the learned density is normalisable).
+    # 2. Gibbs' inequality: the model's NLL (a cross-entropy) is not below the data's.
+    # 3. The NLL is within 1 nat (0.5 nats per dimension) of the exact NLL; in development
+    #    it was 3.06-3.08 against 2.39 with this budget and with the 4,500-step demo alike.
+    # 4. Negative control: the same V read at the wrong temperature eps_max / 3 misses by
+    #    more than that bound (5.8 nats in development), so the bound discriminates.
     from energyflow.training import Trainer, resolve_config
     from energyflow.training.trainer import load_potential
 
+    torch.set_num_threads(1)
     cfg = resolve_config("toy", overrides=dict(
-        dataset="gaussian", source="gaussian", steps=300, num_langevin_steps=50, batch_size=128,
-        hidden=32, depth=2, lr=1e-3, lr_warmup_steps=10, eval_every=10**6, eval_samples=64,
-        checkpoint_every=10**6, device="cpu"))
+        steps=1700, phase1_steps=1500, seed=0, lr=1e-3, lr_warmup_steps=100, num_langevin_steps=200,
+        ema_decay=0.99, eval_every=10**6, eval_samples=64, checkpoint_every=10**6, device="cpu"))
+    assert (cfg.dataset, cfg.source) == ("moons", "eight_gaussians")
     Trainer(cfg, tmp_path).fit()
     potential, cfg, domain = load_potential(tmp_path)
     T = cfg.eps_max
     data = domain.sample_data(4000, generator=torch.Generator().manual_seed(5))
-    exact_nll = math.log(2 * math.pi * math.e)
+    exact_nll = float(-moons_log_density(data).mean())
 
     est = log_partition(potential, dim=2, temperature=T, num_chains=1024, num_steps=200,
                         proposal_scale=4.0, generator=torch.Generator().manual_seed(6))
     quadrature = grid_log_z(potential, T)
+    assert abs(grid_log_z(potential, T, half_width=60.0, num=2401) - quadrature) < 0.01
     assert est.stderr < 0.1
     assert abs(est.log_z - quadrature) < 4 * est.stderr + SLACK, (est.log_z, quadrature, est.stderr)
 
@@ -309,10 +323,11 @@ def test_nll_of_a_trained_energy_matching_model(tmp_path):
     nll_quad, _ = negative_log_likelihood(potential, data, quadrature, temperature=T)
     assert se < 0.1
     assert abs(nll - nll_quad) < 4 * se + SLACK
-    assert abs(nll - exact_nll) < 1.5, (nll, exact_nll, se)
+    assert nll > exact_nll - 4 * se, (nll, exact_nll, se)
+    assert nll - exact_nll < 1.0, (nll, exact_nll, se)
 
-    nll_wrong, _ = negative_log_likelihood(potential, data, grid_log_z(potential, 1.0, half_width=60.0), temperature=1.0)
-    assert abs(nll_wrong - exact_nll) > 1.5, nll_wrong
+    nll_wrong, _ = negative_log_likelihood(potential, data, grid_log_z(potential, T / 3), temperature=T / 3)
+    assert nll_wrong - exact_nll > 1.0, nll_wrong
 
 
 # --- Hessian and LID -------------------------------------------------------------------------------
