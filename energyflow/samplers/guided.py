@@ -129,7 +129,8 @@ class GuidedLangevin:
 
         def diverged(k: int, x: Tensor, x_checked: Tensor, k_checked: int, eps: float) -> None:
             at = x if bool(torch.isfinite(x).all()) else x_checked
-            raise_divergence("GuidedLangevin", field, k, at, eps, f"Try a smaller step_size than "
+            everything = compile_field(field.expr + self.observation, field.space)  # to name the term at fault
+            raise_divergence("GuidedLangevin", everything, k, at, eps, f"Try a smaller step_size than "
                              f"{self.base.step_size:g} or a smaller weight than {w:g}.", first_step=k_checked + 1)
 
         x, rec, eps_list = integrate(self.base, drift, x, space, generator, record_every, trace, check_every, diverged)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import energyflow as ef
+from energyflow.samplers.base import DivergenceError
 from energyflow.samplers.guided import GuidedLangevin
 
 F64 = torch.float64
@@ -98,3 +99,18 @@ def test_bad_arguments_are_refused():
     wrong = ef.observe(torch.zeros(1, 1, dtype=F64), forward=torch.ones(1, 3, dtype=F64), noise=0.5)
     with pytest.raises(Exception, match="shape|size"):
         GuidedLangevin(base, wrong).run(ef.compile(prior), _x0(4))
+
+
+def test_a_nan_observation_stops_the_chain_and_is_named():
+    # An observation that is NaN for x[0] > 3 (a user's model bug): the chain is pulled
+    # there by y = 5 and must stop with a DivergenceError naming the observation term.
+    class Bad(ef.Energy):
+        coupling = "tempered"
+
+        def forward(self, x):
+            return torch.where(x[:, 0] > 3.0, torch.full_like(x[:, 0], float("nan")), 0.5 * (x[:, 0] - 5.0) ** 2)
+
+    prior, _ = _prior(0.5)
+    base = ef.Langevin(step_size=0.05, t_end=4.0, schedule=ef.EnergyMatchingSchedule(1.0, 1.0))
+    with pytest.raises(DivergenceError, match="Bad"):
+        GuidedLangevin(base, Bad()).run(ef.compile(prior), _x0(16), generator=torch.Generator().manual_seed(0))
