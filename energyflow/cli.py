@@ -309,7 +309,7 @@ def condition(
     task: str = typer.Option("inpaint_box", help="inpaint_box, inpaint_random, inpaint_half, denoise or deblur."),
     out: Path = typer.Option(Path("runs/condition"), "--out", "-o", help="Folder for grids, samples and metrics."),
     n_images: int = typer.Option(8, "--n-images", help="Held-out images to measure and reconstruct."),
-    chains: int = typer.Option(4, help="Posterior draws per image."),
+    chains: int = typer.Option(16, help="Posterior draws per image (their mean is the MMSE estimate)."),
     noise: Optional[float] = typer.Option(None, help="Measurement noise std (default: per task)."),
     repulsion: Optional[float] = typer.Option(None, help="Repulsion bandwidth sigma among chains (default 2.0, measured on digits)."),
     no_repulsion: bool = typer.Option(False, "--no-repulsion", help="Skip the run with repulsion."),

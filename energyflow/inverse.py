@@ -321,7 +321,7 @@ def condition_run(
     out_dir: str,
     *,
     num_images: int = 8,
-    chains: int = 4,
+    chains: int = 16,
     noise: float | None = None,
     repulsion_sigma: float | None = None,
     compare_repulsion: bool = True,
