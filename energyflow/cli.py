@@ -166,9 +166,9 @@ def _print_metrics(metrics: dict[str, float], title: str) -> None:
     console.print(table)
 
 
-def _likelihood_metrics(run: Path, n: int, *, nll: bool, ais_chains: int, ais_steps: int, lid: int,
+def _likelihood_metrics(potential, cfg, domain, n: int, *, nll: bool, ais_chains: int, ais_steps: int, lid: int,
                         lid_threshold: float, seed: int, device: str) -> dict[str, float]:
-    """NLL (nats, and per dimension) of held-out data and LID statistics of a trained run.
+    """NLL (nats, and per dimension) of held-out data and LID statistics of a loaded run.
 
     The density is the model's Boltzmann density ``exp(-V / eps_max) / Z``; held-out data
     are the domain's test split where it has one, else ``n`` fresh draws of the data.
@@ -176,9 +176,8 @@ def _likelihood_metrics(run: Path, n: int, *, nll: bool, ais_chains: int, ais_st
     import torch
 
     from energyflow.likelihood import local_intrinsic_dimension, log_partition, negative_log_likelihood
-    from energyflow.training.trainer import load_potential, resolve_device
+    from energyflow.training.trainer import resolve_device
 
-    potential, cfg, domain = load_potential(run, device=device)
     dev = resolve_device(device)
     if hasattr(domain, "test_data"):
         held_out = domain.test_data()
@@ -224,15 +223,15 @@ def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, de
     t_end = t_end if t_end is not None else cfg.sample_t_end
     em = sampler_for(cfg, t_end=t_end)
     if sampler == "langevin":
-        return em.run(field, x0, generator=gen, record_every=record_every), cfg, domain
+        return em.run(field, x0, generator=gen, record_every=record_every), potential, cfg, domain
     if sampler == "flow":
         flow = sampler_cls(step_size=cfg.step_size, t_end=t_end, method=cfg.sample_method, temperature=0.0)
-        return flow.run(field, x0, generator=gen, record_every=record_every), cfg, domain
+        return flow.run(field, x0, generator=gen, record_every=record_every), potential, cfg, domain
     # Metropolis samplers refine the Energy Matching sampler's output at eps_max.
     start = em.run(field, x0, generator=gen).samples
     fields = {a.name for a in attrs.fields(sampler_cls)}
     kwargs = {k: v for k, v in dict(step_size=cfg.step_size, temperature=max(cfg.eps_max, 1e-6), num_steps=100).items() if k in fields}
-    return sampler_cls(**kwargs).run(field, start, generator=gen, record_every=record_every), cfg, domain
+    return sampler_cls(**kwargs).run(field, start, generator=gen, record_every=record_every), potential, cfg, domain
 
 
 @app.command()
@@ -250,7 +249,7 @@ def sample(
     """Draw samples from a trained run; writes a tensor file and a plot."""
     import torch
 
-    result, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
+    result, _, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
     samples = result.samples.detach().cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -289,13 +288,14 @@ def evaluate(
 
     if lid < 0:
         raise ValueError(f"--lid must be >= 0, got {lid}")
-    result, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
+    result, potential, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
     ref = domain.sample_data(n, generator=torch.Generator().manual_seed(seed + 10_007))
     metrics = {k: float(v) for k, v in domain.metrics(result.samples.detach().cpu(), ref).items()}
     metrics["grad_evals_per_sample"] = float(result.num_grad_evals)
     if nll or lid:
-        metrics.update(_likelihood_metrics(run, n, nll=nll, ais_chains=ais_chains, ais_steps=ais_steps, lid=lid,
-                                           lid_threshold=lid_threshold, seed=seed, device=device))
+        metrics.update(_likelihood_metrics(potential, cfg, domain, n, nll=nll, ais_chains=ais_chains,
+                                           ais_steps=ais_steps, lid=lid, lid_threshold=lid_threshold,
+                                           seed=seed, device=device))
     _print_metrics(metrics, title=f"{cfg.domain}/{cfg.dataset}: {n} samples, {sampler}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
