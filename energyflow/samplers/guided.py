@@ -127,11 +127,10 @@ class GuidedLangevin:
             extra += 1
             return e.detach() + w * e_obs.detach(), g.detach() + w * g_obs
 
-        def diverged(k: int, x: Tensor, x_checked: Tensor, k_checked: int, eps: float) -> None:
-            at = x if bool(torch.isfinite(x).all()) else x_checked
+        def diverged(k: int, at: Tensor, first_step: int, eps: float) -> None:
             everything = compile_field(field.expr + self.observation, field.space)  # to name the term at fault
             raise_divergence("GuidedLangevin", everything, k, at, eps, f"Try a smaller step_size than "
-                             f"{self.base.step_size:g} or a smaller weight than {w:g}.", first_step=k_checked + 1)
+                             f"{self.base.step_size:g} or a smaller weight than {w:g}.", first_step=first_step)
 
         x, rec, eps_list = integrate(self.base, drift, x, space, generator, record_every, trace, check_every, diverged)
         eps_final = float(self.base.schedule(self.t_end))

@@ -68,15 +68,6 @@ class Langevin:
         """eps at every step, ``[eps(t_start + k dt) for k in range(steps)]``."""
         return [float(self.schedule(self.t_start + k * self.step_size)) for k in range(self.steps)]
 
-    def _diverged(self, field: Field, k: int, x: Tensor, x_checked: Tensor, k_checked: int, eps: float) -> None:
-        # Name the terms at the offending state when its coordinates are finite (a term
-        # went NaN there); otherwise at the last state that passed a check.
-        at = x if bool(torch.isfinite(x).all()) else x_checked
-        raise_divergence(
-            "Langevin", field, k, at, eps, f"Try a smaller step_size than {self.step_size:g}.",
-            first_step=k_checked + 1,
-        )
-
     def run(
         self,
         field: Field,
@@ -108,8 +99,9 @@ class Langevin:
         def drift(x: Tensor, t: float, eps: float) -> tuple[Tensor, Tensor]:
             return field.energy_and_grad(x, eps)
 
-        def diverged(k: int, x: Tensor, x_checked: Tensor, k_checked: int, eps: float) -> None:
-            self._diverged(field, k, x, x_checked, k_checked, eps)
+        def diverged(k: int, at: Tensor, first_step: int, eps: float) -> None:
+            raise_divergence("Langevin", field, k, at, eps, f"Try a smaller step_size than {self.step_size:g}.",
+                             first_step=first_step)
 
         x, rec, eps_list = integrate(self, drift, x, space, generator, record_every, trace, check_every, diverged)
         eps_final = float(self.schedule(self.t_start + self.steps * self.step_size))
@@ -138,7 +130,7 @@ def integrate(
     record_every: int | None,
     trace: bool,
     check_every: int,
-    diverged: Callable[[int, Tensor, Tensor, int, float], None],
+    diverged: Callable[[int, Tensor, int, float], None],
 ) -> tuple[Tensor, Recorder, list[float]]:
     """The Euler-Maruyama / Heun loop of :class:`Langevin` for any drift.
 
@@ -146,6 +138,9 @@ def integrate(
     steps from ``config.t_start``, where ``drift(x, t, eps)`` returns the per-sample
     energies ``(B,)`` and the gradient ``(B, *event)`` the chain descends. Shared by
     :class:`Langevin` and the guided sampler of :mod:`energyflow.samplers.guided`.
+    When a state turns NaN/inf, ``diverged(step, at, first_step, eps)`` must raise; ``at``
+    is the offending state if its coordinates are finite (a term went NaN there), else
+    the last state that passed a check, and ``first_step`` the step after that check.
 
     Returns:
         tuple: the final states ``(B, *event)``, the :class:`Recorder` and eps per step.
@@ -157,6 +152,10 @@ def integrate(
     rec = Recorder(n if trace else 0, x, record_every)
     x_checked, k_checked = x, -1
     heun = config.method == "heun"
+
+    def stop(k: int, x: Tensor, eps: float) -> None:
+        diverged(k, x if bool(torch.isfinite(x).all()) else x_checked, k_checked + 1, eps)
+
     for k in range(n):
         eps = eps_list[k]
         e, g = drift(x, t0 + k * dt, eps)  # energies of the state entering step k
@@ -167,7 +166,7 @@ def integrate(
             # energy is, so one scalar test covers the batch.
             finite = math.isfinite(float(rec.energy[k])) if trace else bool(torch.isfinite(e).all())
             if not finite:
-                diverged(k, x, x_checked, k_checked, eps)
+                stop(k, x, eps)
             x_checked, k_checked = x, k
         noise_scale = math.sqrt(2.0 * eps * dt)
         xi = space.randn_like(x, generator) if noise_scale > 0 else None
@@ -183,5 +182,5 @@ def integrate(
         x = space.project(x_new)
         rec.frame(k, x)
     if not bool(torch.isfinite(x).all()):
-        diverged(n, x, x_checked, k_checked, eps_list[-1])
+        stop(n, x, eps_list[-1])
     return x, rec, eps_list
