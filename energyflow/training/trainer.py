@@ -297,7 +297,9 @@ class Trainer:
             x_neg = self.negatives(x_data)
         out = energy_matching_loss(
             self.train_potential, path, x_data, x_neg,
-            tau_star=cfg.tau_star, lambda_cd=cfg.lambda_cd if use_cd else 0.0,
+            # Algorithm 1 (phase 1) fits -grad V everywhere on the path, unweighted; the
+            # ramp w(t) over [tau*, 1] belongs to phase 2, where CD shapes V near the data.
+            tau_star=cfg.tau_star if phase == 2 else 1.0, lambda_cd=cfg.lambda_cd if use_cd else 0.0,
             alpha=cfg.trim_alpha, beta=cfg.clamp_beta, flow_scale=cfg.flow_scale,
         )
         finite = torch.isfinite(out.loss.detach()).to(torch.float32)

@@ -272,3 +272,20 @@ def test_non_finite_gradient_stops_before_the_weights_change(tmp_path, no_plots)
         tr.train_step()
     for k, v in tr.net.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_phase1_flow_loss_is_unweighted_and_phase2_uses_the_ramp(tmp_path, no_plots, monkeypatch):
+    """Algorithm 1 trains ||-grad V - (x1 - x0)||^2 with w = 1; w(t) over [tau*, 1] is phase 2's."""
+    import energyflow.training.trainer as trainer_module
+
+    seen = []
+    real = trainer_module.energy_matching_loss
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["tau_star"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "energy_matching_loss", spy)
+    cfg = tiny(steps=4, phase1_steps=2, tau_star=0.8)
+    Trainer(cfg, tmp_path / "run").fit()
+    assert seen == [1.0, 1.0, 0.8, 0.8]
