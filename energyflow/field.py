@@ -21,10 +21,11 @@ import torch
 from torch import Tensor
 
 from energyflow.energies.base import Energy
+from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.spaces import Euclidean, Space
 
 
-class FieldError(ValueError):
+class FieldError(InvalidValueError):
     """A term of a field misbehaved (wrong shape or dtype, NaN/inf) or the input is bad."""
 
 
@@ -42,7 +43,7 @@ class Field:
 
     def __init__(self, expr: Energy, space: Space | None = None) -> None:
         if not isinstance(expr, Energy):
-            raise TypeError(f"compile() needs an Energy expression, got {type(expr).__name__}")
+            raise InvalidTypeError(f"compile() needs an Energy expression, got {type(expr).__name__}")
         self.expr = expr
         self.space = space
         self._checked: set[tuple] = set()
@@ -57,6 +58,8 @@ class Field:
                 f"x must have a batch dimension: shape (B, *event), got {tuple(x.shape)}; "
                 "use x.unsqueeze(0) for one sample or x.unsqueeze(-1) for scalar states"
             )
+        if x.shape[0] == 0:
+            raise FieldError(f"x is an empty batch (shape {tuple(x.shape)}); give at least one state")
         if not x.is_floating_point():
             raise FieldError(f"x must be a floating-point tensor, got {x.dtype}")
         if self.space is not None and tuple(x.shape[1:]) != tuple(self.space.event_shape):

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from energyflow.energies.base import Energy
 from energyflow.energies.interaction import Repulsion
 from energyflow.energies.observe import observe
+from energyflow.errors import InvalidValueError
 from energyflow.field import compile as compile_field
 from energyflow.metrics import mean_pairwise_distance, psnr, ssim
 from energyflow.samplers.base import SampleResult
@@ -41,7 +42,7 @@ from energyflow.spaces import Euclidean
 def gaussian_blur_operator(kernel_size: int = 3, sigma: float = 1.0) -> Callable[[Tensor], Tensor]:
     """A depthwise Gaussian blur with zero padding, ``(B, C, H, W) -> (B, C, H, W)``."""
     if kernel_size % 2 != 1 or kernel_size < 1:
-        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
+        raise InvalidValueError(f"kernel_size must be odd and positive, got {kernel_size}")
     coords = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     kernel2d = (g[:, None] * g[None, :]) / (g.sum() ** 2)
@@ -96,7 +97,7 @@ class InverseTask:
         import pyro.distributions as dist
 
         if tuple(y.shape[1:]) != tuple(self.event_shape):
-            raise ValueError(f"measurements must have shape (B, {self.event_shape}), got {tuple(y.shape)}")
+            raise InvalidValueError(f"measurements must have shape (B, {self.event_shape}), got {tuple(y.shape)}")
         observed = self.observed.bool()
         operator = self.operator
         noise = self.noise
@@ -150,15 +151,15 @@ def make_task(name: str, event_shape: tuple[int, ...], noise: float | None = Non
     """
     key = name.lower().replace("-", "_")
     if key not in TASK_DEFAULT_NOISE:
-        raise ValueError(f"unknown inverse task {name!r}; choose one of: {', '.join(TASK_DEFAULT_NOISE)}")
+        raise InvalidValueError(f"unknown inverse task {name!r}; choose one of: {', '.join(TASK_DEFAULT_NOISE)}")
     shape = tuple(int(s) for s in event_shape)
     if len(shape) != 3:
-        raise ValueError(f"inverse tasks work on images (C, H, W), got event shape {shape}")
+        raise InvalidValueError(f"inverse tasks work on images (C, H, W), got event shape {shape}")
     noise = TASK_DEFAULT_NOISE[key] if noise is None else float(noise)
     if not noise > 0:
-        raise ValueError(f"noise must be > 0, got {noise}")
+        raise InvalidValueError(f"noise must be > 0, got {noise}")
     if not 0.0 < missing_fraction < 1.0:
-        raise ValueError(f"missing_fraction must lie in (0, 1), got {missing_fraction}")
+        raise InvalidValueError(f"missing_fraction must lie in (0, 1), got {missing_fraction}")
     ones = torch.ones(shape)
     if key == "inpaint_box":
         return InverseTask(key, shape, noise, _box_mask(shape))
@@ -227,15 +228,15 @@ def solve(
             None takes eps(t_end) (eps_max), the weight that keeps the posterior exact.
     """
     if chains < 1:
-        raise ValueError(f"chains must be >= 1, got {chains}")
+        raise InvalidValueError(f"chains must be >= 1, got {chains}")
     if repulsion_sigma is not None and chains < 2:
-        raise ValueError("repulsion needs at least two chains per measurement")
+        raise InvalidValueError("repulsion needs at least two chains per measurement")
     if measurements.dim() != 4:
-        raise ValueError(f"measurements must be (N, C, H, W), got {tuple(measurements.shape)}")
+        raise InvalidValueError(f"measurements must be (N, C, H, W), got {tuple(measurements.shape)}")
     n = measurements.shape[0]
     device = next(iter(potential.parameters()), torch.zeros(())).device
     if not guidance and guidance_weight is not None:
-        raise ValueError("guidance_weight applies only with guidance=True")
+        raise InvalidValueError("guidance_weight applies only with guidance=True")
     y = measurements.to(device).repeat_interleave(chains, dim=0)
     likelihood = task.likelihood(y)
     expr = potential if guidance else potential + likelihood
@@ -349,14 +350,14 @@ def condition_run(
     from energyflow.training.trainer import load_potential, resolve_device, sampler_for
 
     if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
+        raise InvalidValueError(f"num_images must be >= 1, got {num_images}")
     potential, cfg, domain = load_potential(run, device=device)
     if not hasattr(domain, "test_data") or len(domain.space.event_shape) != 3:
-        raise ValueError(f"condition needs an image domain with held-out images; this run's domain is {cfg.domain!r}")
+        raise InvalidValueError(f"condition needs an image domain with held-out images; this run's domain is {cfg.domain!r}")
     task = make_task(task_name, tuple(domain.space.event_shape), noise)
     test = domain.test_data()
     if num_images > test.shape[0]:
-        raise ValueError(f"num_images ({num_images}) exceeds the {test.shape[0]} held-out images")
+        raise InvalidValueError(f"num_images ({num_images}) exceeds the {test.shape[0]} held-out images")
     truth = test[:num_images].float()
     dev = resolve_device(device)
     y = task.measure(truth, generator=torch.Generator().manual_seed(seed))

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from energyflow.energies.base import Energy
+from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.field import Field
 from energyflow.spaces import Euclidean
 
@@ -61,9 +62,9 @@ def _check_positive(name: str, value: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from err
+        raise InvalidValueError(f"{name} must be a finite number > 0, got {value!r}") from err
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        raise InvalidValueError(f"{name} must be a finite number > 0, got {value}")
     return value
 
 
@@ -71,10 +72,10 @@ def _check_count(name: str, value: int, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) and not (
         isinstance(value, float) and value.is_integer()
     ):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InvalidValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise InvalidValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
 
 
@@ -92,7 +93,7 @@ def _forbid_batch_coupling(obj: EnergyLike, what: str) -> None:
         return
     coupled = [leaf.name for _, leaf in expr.leaves() if leaf.couples_batch]
     if coupled:
-        raise ValueError(
+        raise InvalidValueError(
             f"{what} needs an energy that is a sum over independent samples, but "
             f"{', '.join(coupled)} couples the samples of a batch; leave interaction terms out"
         )
@@ -106,7 +107,7 @@ def _energy_fn(obj: EnergyLike) -> Callable[[Tensor, float], Tensor]:
         return lambda x, t: obj.total(x, t)
     if callable(obj):
         return lambda x, t: obj(x)
-    raise TypeError(
+    raise InvalidTypeError(
         "expected a Field, an Energy term or a callable mapping (B, *event) to (B,), "
         f"got {type(obj).__name__}"
     )
@@ -120,7 +121,7 @@ def _raw_energy_fn(obj: EnergyLike) -> Callable[[Tensor], Tensor]:
         return lambda x: obj.total(x, 1.0)
     if callable(obj):
         return obj
-    raise TypeError(
+    raise InvalidTypeError(
         "expected a Field, an Energy term or a callable mapping (B, *event) to (B,), "
         f"got {type(obj).__name__}"
     )
@@ -140,18 +141,18 @@ def _device_dtype(obj: EnergyLike) -> tuple[torch.device, torch.dtype]:
 
 def _check_points(x: Tensor, name: str = "x") -> None:
     if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a tensor of shape (B, *event), got {type(x).__name__}")
+        raise InvalidValueError(f"{name} must be a tensor of shape (B, *event), got {type(x).__name__}")
     if x.dim() < 2:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} must have a batch dimension: shape (B, *event), got {tuple(x.shape)}; "
             "use x.unsqueeze(0) for one point"
         )
     if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+        raise InvalidValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (batch size 0)")
+        raise InvalidValueError(f"{name} is empty (batch size 0)")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise InvalidValueError(f"{name} contains NaN or inf")
 
 
 def _log_z_value(log_z: "float | LogZEstimate | None") -> tuple[float, float]:
@@ -163,11 +164,11 @@ def _log_z_value(log_z: "float | LogZEstimate | None") -> tuple[float, float]:
     try:
         value = float(log_z)
     except (TypeError, ValueError) as err:
-        raise ValueError(
+        raise InvalidValueError(
             f"log_z must be a number, a LogZEstimate or None, got {type(log_z).__name__}"
         ) from err
     if not math.isfinite(value):
-        raise ValueError(f"log_z must be finite, got {value}")
+        raise InvalidValueError(f"log_z must be finite, got {value}")
     return value, 0.0
 
 
@@ -207,7 +208,7 @@ def log_density(
     u = _energy_fn(field_or_energy)(x, temperature)
     if not isinstance(u, Tensor) or u.shape != (x.shape[0],):
         shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-        raise ValueError(f"the energy returned {shape} for a batch of {x.shape[0]}; it must return (B,)")
+        raise InvalidValueError(f"the energy returned {shape} for a batch of {x.shape[0]}; it must return (B,)")
     return -u / temperature - value
 
 
@@ -281,14 +282,14 @@ def _event_shape(field: EnergyLike, dim: int | tuple[int, ...] | None) -> tuple[
     space_shape = None
     if isinstance(field, Field) and field.space is not None:
         if not isinstance(field.space, Euclidean):
-            raise ValueError(
+            raise InvalidValueError(
                 f"log_partition integrates over plain R^d, but the field's space is {field.space!r}; "
                 "a constrained space needs a proposal on its constraint set, which is not supported"
             )
         space_shape = tuple(field.space.event_shape)
     if dim is None:
         if space_shape is None:
-            raise ValueError(
+            raise InvalidValueError(
                 "log_partition needs the event shape of a state: pass dim=d (or a shape tuple), "
                 "or compile the field with a space"
             )
@@ -297,11 +298,11 @@ def _event_shape(field: EnergyLike, dim: int | tuple[int, ...] | None) -> tuple[
     try:
         shape = tuple(shape)  # type: ignore[arg-type]
     except TypeError as err:
-        raise ValueError(f"dim must be a positive int or a tuple of them, got {dim!r}") from err
+        raise InvalidValueError(f"dim must be a positive int or a tuple of them, got {dim!r}") from err
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape):
-        raise ValueError(f"dim must be a positive int or a tuple of them, got {dim!r}")
+        raise InvalidValueError(f"dim must be a positive int or a tuple of them, got {dim!r}")
     if space_shape is not None and shape != space_shape and math.prod(shape) != math.prod(space_shape):
-        raise ValueError(f"dim={dim!r} does not match the field's space event shape {space_shape}")
+        raise InvalidValueError(f"dim={dim!r} does not match the field's space event shape {space_shape}")
     return space_shape if space_shape is not None else shape
 
 
@@ -386,11 +387,11 @@ def log_partition(
     if step_size is not None:
         step_size = _check_positive("step_size", step_size)
     if not 0.0 < float(target_acceptance) < 1.0:
-        raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
+        raise InvalidValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
     if proposal != "gaussian":
-        raise ValueError(f"proposal must be 'gaussian' (N(0, proposal_scale^2 I)), got {proposal!r}")
+        raise InvalidValueError(f"proposal must be 'gaussian' (N(0, proposal_scale^2 I)), got {proposal!r}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
+        raise InvalidValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
     _forbid_batch_coupling(field, "log_partition")
     event = _event_shape(field, dim)
     d = math.prod(event)
@@ -410,7 +411,7 @@ def log_partition(
             u = energy(xr, T)
             if not isinstance(u, Tensor) or u.shape != (x.shape[0],):
                 shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-                raise ValueError(f"the energy returned {shape} for a batch of {x.shape[0]}; need (B,)")
+                raise InvalidValueError(f"the energy returned {shape} for a batch of {x.shape[0]}; need (B,)")
             (g,) = torch.autograd.grad(u.sum(), xr)
         num_evals += 1
         return (-u.detach() / T).to(torch.float64), (-g / T).reshape(x.shape[0], d)
@@ -418,7 +419,7 @@ def log_partition(
     x = s * _randn((num_chains, d), generator, device, dtype)
     lf1, g1 = target_and_grad(x)
     if not torch.isfinite(lf1).all():
-        raise ValueError(
+        raise InvalidValueError(
             "the energy is NaN/inf at some of the proposal's draws; check the energy or narrow proposal_scale"
         )
     lf0 = -0.5 * _sqnorm(x.to(torch.float64)) / (s * s) + log_norm0
@@ -521,16 +522,16 @@ def negative_log_likelihood(
     temperature = _check_positive("temperature", temperature)
     _check_points(data, "data")
     if data.shape[0] < 2:
-        raise ValueError("data needs at least 2 points for a standard error")
+        raise InvalidValueError("data needs at least 2 points for a standard error")
     if log_z_estimate is None:
         ais_kwargs.setdefault("dim", tuple(data.shape[1:]))
         log_z_estimate = log_partition(field, temperature=temperature, **ais_kwargs)
     elif ais_kwargs:
-        raise ValueError(f"AIS settings {sorted(ais_kwargs)} are only used when log_z_estimate is None")
+        raise InvalidValueError(f"AIS settings {sorted(ais_kwargs)} are only used when log_z_estimate is None")
     if isinstance(log_z_estimate, LogZEstimate) and not math.isclose(
         log_z_estimate.temperature, temperature, rel_tol=1e-9
     ):
-        raise ValueError(
+        raise InvalidValueError(
             f"log_z_estimate was made at temperature {log_z_estimate.temperature:g}, "
             f"but the NLL is asked at {temperature:g}"
         )
@@ -614,7 +615,7 @@ def hessian_eigenvalues(energy: EnergyLike, points: Tensor, *, batch_size: int =
             h = _hessians_loop(fn, x)
         h = h.reshape(x.shape[0], d, d)
         if not torch.isfinite(h).all():
-            raise ValueError("the Hessian of the energy is NaN/inf at some points")
+            raise InvalidValueError("the Hessian of the energy is NaN/inf at some points")
         h = 0.5 * (h + h.transpose(-1, -2))
         out.append(torch.linalg.eigvalsh(h))
     return torch.cat(out)
@@ -671,14 +672,14 @@ def local_intrinsic_dimension(
     if threshold is not None:
         is_number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
         if not is_number or not math.isfinite(threshold):
-            raise ValueError(f"threshold must be a finite number or None, got {threshold!r}")
+            raise InvalidValueError(f"threshold must be a finite number or None, got {threshold!r}")
     else:
         if (
             isinstance(relative_threshold, bool)
             or not isinstance(relative_threshold, (int, float))
             or not 0.0 < relative_threshold < 1.0
         ):
-            raise ValueError(
+            raise InvalidValueError(
                 f"relative_threshold must lie in (0, 1) (a fraction of the largest eigenvalue), "
                 f"got {relative_threshold!r}"
             )

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
+
 __all__ = [
     "mean_pairwise_distance",
     "psnr",
@@ -41,23 +43,23 @@ def _as_points(x, name: str, min_points: int = 1) -> Tensor:
     """Returns ``x`` as a float64 CPU tensor of shape ``(B, d)`` after checking it."""
     t = torch.as_tensor(x.detach() if isinstance(x, Tensor) else x)
     if t.dim() != 2:
-        raise ValueError(
+        raise InvalidValueError(
             f"{name} must be a batch of points of shape (B, d), got shape {tuple(t.shape)}; "
             "flatten each sample first, e.g. x.flatten(1)"
         )
     if t.shape[0] < min_points:
-        raise ValueError(f"{name} needs at least {min_points} point(s), got {t.shape[0]}")
+        raise InvalidValueError(f"{name} needs at least {min_points} point(s), got {t.shape[0]}")
     if t.shape[1] == 0:
-        raise ValueError(f"{name} has zero features per point (shape {tuple(t.shape)})")
+        raise InvalidValueError(f"{name} has zero features per point (shape {tuple(t.shape)})")
     t = t.to(device="cpu", dtype=torch.float64)
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf; the metric is undefined for such samples")
+        raise InvalidValueError(f"{name} contains NaN or inf; the metric is undefined for such samples")
     return t
 
 
 def _check_same_dim(x: Tensor, y: Tensor) -> None:
     if x.shape[1] != y.shape[1]:
-        raise ValueError(
+        raise InvalidValueError(
             f"x and y must have the same number of features, got {x.shape[1]} and {y.shape[1]}"
         )
 
@@ -170,7 +172,7 @@ def mmd(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> floa
         bandwidths = [med * f for f in DEFAULT_BANDWIDTH_FACTORS]
     bw = torch.as_tensor(list(bandwidths), dtype=torch.float64)
     if bw.dim() != 1 or bw.numel() == 0 or not torch.isfinite(bw).all() or (bw <= 0).any():
-        raise ValueError(f"bandwidths must be a non-empty list of positive numbers, got {list(bandwidths)}")
+        raise InvalidValueError(f"bandwidths must be a non-empty list of positive numbers, got {list(bandwidths)}")
 
     def kernel(a: Tensor, b: Tensor) -> Tensor:
         sq = torch.cdist(a, b).pow(2)
@@ -193,15 +195,15 @@ def _as_moments(mu, cov, which: str) -> tuple[Tensor, Tensor]:
     mu = torch.as_tensor(mu.detach() if isinstance(mu, Tensor) else mu).to("cpu", torch.float64)
     cov = torch.as_tensor(cov.detach() if isinstance(cov, Tensor) else cov).to("cpu", torch.float64)
     if mu.dim() != 1:
-        raise ValueError(f"mu{which} must have shape (d,), got {tuple(mu.shape)}")
+        raise InvalidValueError(f"mu{which} must have shape (d,), got {tuple(mu.shape)}")
     d = mu.shape[0]
     if cov.shape != (d, d):
-        raise ValueError(f"cov{which} must have shape (d, d) = ({d}, {d}) to match mu{which}, got {tuple(cov.shape)}")
+        raise InvalidValueError(f"cov{which} must have shape (d, d) = ({d}, {d}) to match mu{which}, got {tuple(cov.shape)}")
     if not (torch.isfinite(mu).all() and torch.isfinite(cov).all()):
-        raise ValueError(f"mu{which} or cov{which} contains NaN or inf")
+        raise InvalidValueError(f"mu{which} or cov{which} contains NaN or inf")
     scale = cov.abs().max().clamp_min(1.0)
     if (cov - cov.T).abs().max() > 1e-6 * scale:
-        raise ValueError(f"cov{which} must be symmetric (a covariance matrix)")
+        raise InvalidValueError(f"cov{which} must be symmetric (a covariance matrix)")
     return mu, 0.5 * (cov + cov.T)
 
 
@@ -234,7 +236,7 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> fl
     mu1, cov1 = _as_moments(mu1, cov1, "1")
     mu2, cov2 = _as_moments(mu2, cov2, "2")
     if mu1.shape != mu2.shape:
-        raise ValueError(f"the two Gaussians have different dimensions: {mu1.shape[0]} and {mu2.shape[0]}")
+        raise InvalidValueError(f"the two Gaussians have different dimensions: {mu1.shape[0]} and {mu2.shape[0]}")
     s1 = _psd_sqrt(cov1)
     m = s1 @ cov2 @ s1
     eig = torch.linalg.eigvalsh(0.5 * (m + m.T)).clamp_min(0.0)
@@ -273,9 +275,9 @@ def _images(x, name: str) -> Tensor:
     if t.dim() == 3:
         t = t.unsqueeze(1)
     if t.dim() != 4:
-        raise ValueError(f"{name} must be images (B, C, H, W) or (B, H, W), got shape {tuple(t.shape)}")
+        raise InvalidValueError(f"{name} must be images (B, C, H, W) or (B, H, W), got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise InvalidValueError(f"{name} contains NaN or inf")
     return t
 
 
@@ -300,7 +302,7 @@ def psnr(x: Tensor, reference: Tensor, *, data_range: float = 2.0, mask: Tensor 
     """
     a, b = _images(x, "x"), _images(reference, "reference")
     if not data_range > 0:
-        raise ValueError(f"data_range must be > 0, got {data_range}")
+        raise InvalidValueError(f"data_range must be > 0, got {data_range}")
     err = (a - b) ** 2
     if mask is None:
         mse = err.reshape(err.shape[0], -1).mean(-1)
@@ -308,7 +310,7 @@ def psnr(x: Tensor, reference: Tensor, *, data_range: float = 2.0, mask: Tensor 
         m = torch.as_tensor(mask, dtype=torch.float64).expand_as(err)
         count = m.reshape(m.shape[0], -1).sum(-1)
         if (count == 0).any():
-            raise ValueError("the PSNR mask selects no pixel")
+            raise InvalidValueError("the PSNR mask selects no pixel")
         mse = (err * m).reshape(err.shape[0], -1).sum(-1) / count
     return 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
 
@@ -365,7 +367,7 @@ def mean_pairwise_distance(x: Tensor) -> float:
     t = torch.as_tensor(x.detach() if isinstance(x, Tensor) else x).to(torch.float64).cpu()
     t = t.reshape(t.shape[0], -1)
     if t.shape[0] < 2:
-        raise ValueError("need at least two samples for a pairwise distance")
+        raise InvalidValueError("need at least two samples for a pairwise distance")
     d = torch.cdist(t, t)
     n = t.shape[0]
     return float(d.sum() / (n * (n - 1)))

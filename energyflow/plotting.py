@@ -31,6 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from energyflow.errors import InvalidTypeError, InvalidValueError
+
 __all__ = [
     "new_figure",
     "plot_energy_landscape",
@@ -62,7 +64,7 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float] = (5.0, 5.0))
     if ax is None:
         return new_figure(figsize)
     if not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+        raise InvalidTypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
     fig = ax.get_figure(root=True) if _GET_FIGURE_HAS_ROOT else ax.figure
     return fig, ax
 
@@ -79,7 +81,7 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
 def _points(x: Any, name: str) -> np.ndarray:
     a = _to_numpy(x, name)
     if a.ndim != 2 or a.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (N, 2) (2-D points), got {tuple(a.shape)}")
+        raise InvalidValueError(f"{name} must have shape (N, 2) (2-D points), got {tuple(a.shape)}")
     return a
 
 
@@ -128,11 +130,11 @@ def plot_energy_landscape(
         True
     """
     if not callable(energy_fn):
-        raise TypeError(f"energy_fn must be callable (N, 2) -> (N,), got {type(energy_fn).__name__}")
+        raise InvalidTypeError(f"energy_fn must be callable (N, 2) -> (N,), got {type(energy_fn).__name__}")
     if not (lim > 0 and math.isfinite(lim)):
-        raise ValueError(f"lim must be a positive finite number, got {lim}")
+        raise InvalidValueError(f"lim must be a positive finite number, got {lim}")
     if int(resolution) < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
+        raise InvalidValueError(f"resolution must be at least 2, got {resolution}")
     resolution = int(resolution)
     sample_pts = _points(samples, "samples") if samples is not None else None
     data_pts = _points(data, "data") if data is not None else None
@@ -150,11 +152,11 @@ def plot_energy_landscape(
         for chunk in grid.split(max(int(chunk_size), 1)):
             v = energy_fn(chunk)
             if not isinstance(v, Tensor):
-                raise ValueError(f"energy_fn must return a Tensor, got {type(v).__name__}")
+                raise InvalidValueError(f"energy_fn must return a Tensor, got {type(v).__name__}")
             if v.dim() == 2 and v.shape[1] == 1:
                 v = v.squeeze(1)
             if v.shape != (chunk.shape[0],):
-                raise ValueError(
+                raise InvalidValueError(
                     f"energy_fn must map points (N, 2) to energies (N,), got {tuple(v.shape)} for N={chunk.shape[0]}"
                 )
             values.append(v.detach().to("cpu", torch.float64))
@@ -247,11 +249,11 @@ def plot_trajectories(
     """
     traj = _to_numpy(trajectory, "trajectory")
     if traj.ndim != 3 or traj.shape[2] != 2 or traj.shape[0] < 1:
-        raise ValueError(
+        raise InvalidValueError(
             f"trajectory must have shape (T, B, 2) (times, particles, 2-D), got {tuple(traj.shape)}"
         )
     if int(max_paths) < 1:
-        raise ValueError(f"max_paths must be at least 1, got {max_paths}")
+        raise InvalidValueError(f"max_paths must be at least 1, got {max_paths}")
     traj = traj[:, : int(max_paths)]
     fig, ax = _figure_and_axes(ax)
     from matplotlib.collections import LineCollection
@@ -292,13 +294,13 @@ def plot_image_grid(images: Tensor, nrow: int = 8, padding: int = 2, title: str 
     """
     img = _to_numpy(images, "images")
     if img.ndim != 4 or img.shape[1] not in (1, 3) or img.shape[0] < 1:
-        raise ValueError(
+        raise InvalidValueError(
             f"images must have shape (B, C, H, W) with B >= 1 and C in (1, 3), got {tuple(img.shape)}"
         )
     if int(nrow) < 1:
-        raise ValueError(f"nrow must be at least 1, got {nrow}")
+        raise InvalidValueError(f"nrow must be at least 1, got {nrow}")
     if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
+        raise InvalidValueError(f"padding must be >= 0, got {padding}")
     b, c, h, w = img.shape
     ncol = min(int(nrow), b)
     nrows = math.ceil(b / ncol)
@@ -351,9 +353,9 @@ def plot_loss_curves(
         'loss'
     """
     if isinstance(records, dict) or not isinstance(records, Sequence) or len(records) == 0:
-        raise ValueError("records must be a non-empty list of dicts, e.g. [{'step': 0, 'loss': 1.2}, ...]")
+        raise InvalidValueError("records must be a non-empty list of dicts, e.g. [{'step': 0, 'loss': 1.2}, ...]")
     if not all(isinstance(r, dict) for r in records):
-        raise ValueError("every record must be a dict of logged scalars")
+        raise InvalidValueError("every record must be a dict of logged scalars")
 
     def scalar(v: Any) -> float | None:
         if isinstance(v, Tensor):
@@ -390,7 +392,7 @@ def plot_loss_curves(
             drawn += 1
     if drawn == 0:
         present = sorted({k for r in records for k in r})
-        raise ValueError(f"none of the keys {list(keys)} holds a numeric value; the records have: {present}")
+        raise InvalidValueError(f"none of the keys {list(keys)} holds a numeric value; the records have: {present}")
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(x_key)
@@ -427,11 +429,11 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Pa
         True
     """
     if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+        raise InvalidTypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if not fmt:
-        raise ValueError(f"cannot infer the image format of {str(path)!r}: add a suffix such as .png or .pdf")
+        raise InvalidValueError(f"cannot infer the image format of {str(path)!r}: add a suffix such as .png or .pdf")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:

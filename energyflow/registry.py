@@ -1,7 +1,7 @@
 """One registry that turns strings from configs and the CLI into classes.
 
 Entries are stored as ``"module:attribute"`` paths and imported on first use, so this
-module imports nothing of energyflow's and registering never creates import cycles.
+module imports nothing of energyflow's but its errors, and registering never creates import cycles.
 
 Example:
     >>> from energyflow.registry import SAMPLERS
@@ -16,8 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import Any, Iterable
 
+from energyflow.errors import EnergyflowError
 
-class RegistryError(KeyError, ValueError):
+
+class RegistryError(EnergyflowError, KeyError, ValueError):
     """An unknown name was asked of a registry."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable.

@@ -16,6 +16,9 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from energyflow.errors import InvalidTypeError, InvalidValueError
+from energyflow.validation import real
+
 
 @runtime_checkable
 class Schedule(Protocol):
@@ -26,12 +29,12 @@ class Schedule(Protocol):
 
 def _in_unit_interval(instance, attribute, value) -> None:
     if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value}")
+        raise InvalidValueError(f"{attribute.name} must lie in [0, 1], got {value}")
 
 
 def _non_negative(instance, attribute, value) -> None:
     if not value >= 0.0:  # also rejects NaN
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
+        raise InvalidValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 @attrs.frozen
@@ -43,8 +46,8 @@ class EnergyMatchingSchedule:
         eps_max (float): final temperature, >= 0.
     """
 
-    tau_star: float = attrs.field(default=0.8, converter=float, validator=_in_unit_interval)
-    eps_max: float = attrs.field(default=0.15, converter=float, validator=_non_negative)
+    tau_star: float = attrs.field(default=0.8, converter=real(), validator=_in_unit_interval)
+    eps_max: float = attrs.field(default=0.15, converter=real(), validator=_non_negative)
 
     def __call__(self, t: float) -> float:
         if t < self.tau_star:
@@ -62,7 +65,7 @@ class ConstantSchedule:
         eps (float): the temperature, >= 0.
     """
 
-    eps: float = attrs.field(default=1.0, converter=float, validator=_non_negative)
+    eps: float = attrs.field(default=1.0, converter=real(), validator=_non_negative)
 
     def __call__(self, t: float) -> float:
         return self.eps
@@ -74,4 +77,4 @@ def as_schedule(value: "Schedule | float | int") -> Schedule:
         return ConstantSchedule(float(value))
     if callable(value):
         return value
-    raise TypeError(f"a schedule must be a number or a callable eps(t), got {type(value).__name__}")
+    raise InvalidTypeError(f"a schedule must be a number or a callable eps(t), got {type(value).__name__}")

@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
+
 
 @runtime_checkable
 class Space(Protocol):
@@ -70,7 +72,7 @@ class Euclidean:
             event_shape = (event_shape,)
         event_shape = tuple(int(s) for s in event_shape)
         if not event_shape or any(s <= 0 for s in event_shape):
-            raise ValueError(f"event_shape must be non-empty positive sizes, got {event_shape}")
+            raise InvalidValueError(f"event_shape must be non-empty positive sizes, got {event_shape}")
         self.event_shape = event_shape
 
     def noise(self, n, generator=None, device=None, dtype=None) -> Tensor:
@@ -101,13 +103,13 @@ class SymmetricMasked:
 
     def __init__(self, num_nodes: int, mask: Tensor | None = None) -> None:
         if num_nodes <= 0:
-            raise ValueError(f"num_nodes must be positive, got {num_nodes}")
+            raise InvalidValueError(f"num_nodes must be positive, got {num_nodes}")
         self.num_nodes = int(num_nodes)
         self.event_shape = (self.num_nodes, self.num_nodes)
         if mask is not None:
             mask = torch.as_tensor(mask, dtype=torch.get_default_dtype())
             if mask.shape[-1] != num_nodes or mask.dim() not in (1, 2):
-                raise ValueError(
+                raise InvalidValueError(
                     f"mask must have shape (n,) or (B, n) with n={num_nodes}, got {tuple(mask.shape)}"
                 )
         self.mask = mask
@@ -119,7 +121,7 @@ class SymmetricMasked:
             return off
         m = self.mask.to(device=x.device, dtype=x.dtype)
         if m.dim() == 2 and m.shape[0] != x.shape[0]:
-            raise ValueError(
+            raise InvalidValueError(
                 f"this space's mask is per-sample for batch {m.shape[0]}, got a batch of {x.shape[0]}"
             )
         return m.unsqueeze(-1) * m.unsqueeze(-2) * off
@@ -150,7 +152,7 @@ class ZeroCenterOfMass:
 
     def __init__(self, num_points: int, dim: int = 3) -> None:
         if num_points <= 1 or dim <= 0:
-            raise ValueError("need num_points > 1 and dim > 0")
+            raise InvalidValueError("need num_points > 1 and dim > 0")
         self.event_shape = (int(num_points), int(dim))
 
     def project(self, x: Tensor) -> Tensor:

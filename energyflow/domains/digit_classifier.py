@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
 from energyflow.domains.image import load_digits_split
+from energyflow.errors import InvalidValueError
 
 __all__ = [
     "FEATURE_DIM",
@@ -280,7 +281,7 @@ def get_digit_classifier(
 def _check_digits(x: Tensor, label: str) -> Tensor:
     if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (1, 8, 8):
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{label} must be 8x8 digits of shape (B, 1, 8, 8) in [-1, 1], got {shape}")
+        raise InvalidValueError(f"{label} must be 8x8 digits of shape (B, 1, 8, 8) in [-1, 1], got {shape}")
     return x
 
 

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
 from energyflow.domains.image_nets import ConvPotential
+from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.spaces import Euclidean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,11 +84,11 @@ _ALIASES = {"mnist_like": "digits", "sklearn_digits": "digits", "cifar": "cifar1
 
 def _canonical_dataset(name: str) -> str:
     if not isinstance(name, str):
-        raise ValueError(f"image data set name must be a string, got {type(name).__name__}")
+        raise InvalidValueError(f"image data set name must be a string, got {type(name).__name__}")
     key = name.lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown image data set {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise InvalidValueError(f"unknown image data set {name!r}; choose one of: {', '.join(DATASETS)}")
     return key
 
 
@@ -95,9 +96,9 @@ def _check_n(n: int) -> int:
     try:
         n = operator.index(n)
     except TypeError:
-        raise TypeError(f"n must be an integer number of samples, got {type(n).__name__}") from None
+        raise InvalidTypeError(f"n must be an integer number of samples, got {type(n).__name__}") from None
     if n < 0:
-        raise ValueError(f"n must be a non-negative number of samples, got {n}")
+        raise InvalidValueError(f"n must be a non-negative number of samples, got {n}")
     return n
 
 
@@ -163,7 +164,7 @@ def load_digits_split(split_seed: int = 0, test_fraction: float = 0.2) -> Digits
         (torch.Size([1438, 1, 8, 8]), torch.Size([359, 1, 8, 8]))
     """
     if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise InvalidValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     images, labels = _digits_arrays()
     gen = torch.Generator().manual_seed(int(split_seed))
     train_parts, test_parts = [], []
@@ -211,16 +212,16 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as fh:
         batch = _CifarUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
     if not isinstance(batch, dict):
-        raise ValueError(
+        raise InvalidValueError(
             f"{path} is not a CIFAR-10 python batch (expected a dict, got {type(batch).__name__})"
         )
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"{path} is not a CIFAR-10 python batch (no 'data'/'labels' entries)")
+        raise InvalidValueError(f"{path} is not a CIFAR-10 python batch (no 'data'/'labels' entries)")
     data = np.asarray(batch["data"], dtype=np.uint8)
     labels = np.asarray(batch["labels"], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise InvalidValueError(
             f"{path}: expected data of shape (N, 3072) and N labels, got {data.shape}, {labels.shape}"
         )
     return data.reshape(-1, 3, 32, 32), labels
@@ -302,6 +303,7 @@ class ImageDomain:
 
     Attributes:
         name (str): ``"image"``.
+        default_preset (str): ``"mnist"``, the training preset a run of this domain starts from.
         space (Euclidean): ``Euclidean((C, H, W))``.
         dataset (str): canonical data set name.
         num_classes (int): 10 for both data sets.
@@ -313,6 +315,7 @@ class ImageDomain:
     """
 
     name = "image"
+    default_preset = "mnist"
     num_classes = 10
 
     def __init__(
@@ -326,7 +329,7 @@ class ImageDomain:
     ) -> None:
         self.dataset = _canonical_dataset(dataset)
         if not isinstance(source, str) or source.lower() not in ("gaussian", "normal"):
-            raise ValueError(
+            raise InvalidValueError(
                 f"ImageDomain supports only source='gaussian' (standard normal images), got {source!r}"
             )
         self.source = "gaussian"
@@ -424,7 +427,7 @@ class ImageDomain:
         shape = tuple(self.space.event_shape)
         if not isinstance(x, Tensor) or tuple(x.shape[1:]) != shape or x.dim() != 4:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(
+            raise InvalidValueError(
                 f"{label} must have shape (B, {', '.join(map(str, shape))}) for {self.dataset}, got {got}"
             )
         return x.detach().to("cpu", torch.float32)
@@ -439,13 +442,13 @@ class ImageDomain:
 
         x = self._check_batch(samples, "samples")
         if x.shape[0] == 0:
-            raise ValueError("class_histogram needs at least one sample")
+            raise InvalidValueError("class_histogram needs at least one sample")
         pred = predict_digits(x.clamp(-1.0, 1.0))
         return torch.bincount(pred, minlength=10).double() / pred.numel()
 
     def _require_digits(self, what: str) -> None:
         if self.dataset != "digits":
-            raise ValueError(
+            raise InvalidValueError(
                 f"{what} uses the cached digit classifier and is only defined for dataset='digits'"
             )
 

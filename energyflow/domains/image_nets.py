@@ -41,6 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from energyflow.errors import InvalidTypeError, InvalidValueError
+
 __all__ = [
     "CIFAR10_POTENTIAL_DEFAULTS",
     "ConvPotential",
@@ -73,9 +75,9 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
 def _check_image_batch(x: Tensor, channels: int, size: int | None, who: str) -> None:
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != channels:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{who} expects images of shape (B, {channels}, H, W), got {shape}")
+        raise InvalidValueError(f"{who} expects images of shape (B, {channels}, H, W), got {shape}")
     if size is not None and (x.shape[2] != size or x.shape[3] != size):
-        raise ValueError(f"{who} was built for {size}x{size} images, got {x.shape[2]}x{x.shape[3]}")
+        raise InvalidValueError(f"{who} was built for {size}x{size} images, got {x.shape[2]}x{x.shape[3]}")
 
 
 class ConvPotential(nn.Module):
@@ -109,12 +111,12 @@ class ConvPotential(nn.Module):
     def __init__(self, in_channels: int = 1, image_size: int = 8, hidden: int = 64, depth: int = 2) -> None:
         super().__init__()
         if in_channels < 1 or image_size < 1 or hidden < 1 or depth < 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f"need positive in_channels, image_size, hidden and depth >= 1, got {in_channels}, "
                 f"{image_size}, {hidden}, {depth}"
             )
         if image_size % (2**depth) != 0:
-            raise ValueError(
+            raise InvalidValueError(
                 f"image_size {image_size} must be divisible by 2**depth = {2 ** depth}; lower depth "
                 f"(at most {max(1, (image_size & -image_size).bit_length() - 1)} for this size)"
             )
@@ -159,7 +161,7 @@ class ResBlock(nn.Module):
         super().__init__()
         for c in (in_channels, out_channels):
             if c % groups != 0:
-                raise ValueError(f"GroupNorm groups={groups} must divide the channel count {c}")
+                raise InvalidValueError(f"GroupNorm groups={groups} must divide the channel count {c}")
         self.block = nn.Sequential(
             nn.GroupNorm(groups, in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1),
             nn.GroupNorm(groups, out_channels), nn.SiLU(), nn.Dropout(dropout),
@@ -227,7 +229,7 @@ class UNetTrunk(nn.Module):
         super().__init__()
         mults = tuple(int(m) for m in channel_mults)
         if not mults or any(m < 1 for m in mults) or num_res_blocks < 1 or base_channels < 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f"need non-empty positive channel_mults, num_res_blocks >= 1 and base_channels >= 1, got "
                 f"{channel_mults}, {num_res_blocks}, {base_channels}"
             )
@@ -260,7 +262,7 @@ class UNetTrunk(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         factor = 2 ** (self.num_levels - 1)
         if x.dim() != 4 or x.shape[2] % factor or x.shape[3] % factor:
-            raise ValueError(
+            raise InvalidValueError(
                 f"UNetTrunk expects (B, C, H, W) with H and W divisible by {factor}, got {tuple(x.shape)}"
             )
         h = self.conv_in(x)
@@ -313,11 +315,11 @@ class ViTHead(nn.Module):
     ) -> None:
         super().__init__()
         if image_size % patch_size != 0:
-            raise ValueError(f"patch_size {patch_size} must divide the feature map size {image_size}")
+            raise InvalidValueError(f"patch_size {patch_size} must divide the feature map size {image_size}")
         if dim % heads != 0:
-            raise ValueError(f"heads={heads} must divide dim={dim}")
+            raise InvalidValueError(f"heads={heads} must divide dim={dim}")
         if pool not in ("cls", "mean"):
-            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+            raise InvalidValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
         self.pool = pool
         self.image_size = int(image_size)
         num_patches = (image_size // patch_size) ** 2
@@ -336,7 +338,7 @@ class ViTHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         if h.dim() != 4 or h.shape[2] != self.image_size or h.shape[3] != self.image_size:
-            raise ValueError(
+            raise InvalidValueError(
                 f"ViTHead expects (B, C, {self.image_size}, {self.image_size}) feature maps, "
                 f"got {tuple(h.shape)}"
             )
@@ -444,7 +446,7 @@ def cifar10_potential(**overrides: Any) -> UNetViTPotential:
     """
     unknown = sorted(set(overrides) - set(CIFAR10_POTENTIAL_DEFAULTS))
     if unknown:
-        raise TypeError(
+        raise InvalidTypeError(
             f"unknown cifar10_potential setting(s) {unknown}; known: {', '.join(CIFAR10_POTENTIAL_DEFAULTS)}"
         )
     return UNetViTPotential(**{**CIFAR10_POTENTIAL_DEFAULTS, **overrides})

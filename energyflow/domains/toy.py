@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
+from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.spaces import Euclidean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,9 +74,9 @@ def _check_n(n: int) -> int:
     try:
         n = operator.index(n)
     except TypeError:
-        raise TypeError(f"n must be an integer number of samples, got {type(n).__name__}") from None
+        raise InvalidTypeError(f"n must be an integer number of samples, got {type(n).__name__}") from None
     if n < 0:
-        raise ValueError(f"n must be a non-negative number of samples, got {n}")
+        raise InvalidValueError(f"n must be a non-negative number of samples, got {n}")
     return n
 
 
@@ -152,7 +153,7 @@ def moons(n: int, generator: torch.Generator | None = None, noise: float = 0.1) 
     """
     n = _check_n(n)
     if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+        raise InvalidValueError(f"noise must be >= 0, got {noise}")
     t = math.pi * _rand((n,), generator)
     lower = _randint(2, n, generator).bool()
     x = torch.where(lower, 1.0 - t.cos(), t.cos())
@@ -209,7 +210,7 @@ def spirals(n: int, generator: torch.Generator | None = None, noise: float = 0.1
     """
     n = _check_n(n)
     if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+        raise InvalidValueError(f"noise must be >= 0, got {noise}")
     theta = 3.0 * math.pi * _rand((n,), generator).sqrt()
     sign = 1.0 - 2.0 * _randint(2, n, generator).float()
     r = theta / 3.0
@@ -237,7 +238,7 @@ def rings(n: int, generator: torch.Generator | None = None, noise: float = 0.08)
     """
     n = _check_n(n)
     if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+        raise InvalidValueError(f"noise must be >= 0, got {noise}")
     radii = torch.tensor(RINGS_RADII, dtype=torch.float32, device=_device(generator))
     r = radii[_randint(len(RINGS_RADII), n, generator)] + noise * _randn((n,), generator)
     phi = 2.0 * math.pi * _rand((n,), generator)
@@ -288,11 +289,11 @@ def get_dataset(name: str) -> Callable[..., Tensor]:
         'moons'
     """
     if not isinstance(name, str):
-        raise ValueError(f"toy data set name must be a string, got {type(name).__name__}")
+        raise InvalidValueError(f"toy data set name must be a string, got {type(name).__name__}")
     key = name.lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown toy data set {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
+        raise InvalidValueError(f"unknown toy data set {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
     return DATASETS[key]
 
 
@@ -326,6 +327,7 @@ class ToyDomain:
 
     Attributes:
         name (str): ``"toy"``.
+        default_preset (str): ``"toy"``, the training preset a run of this domain starts from.
         space (Euclidean): ``Euclidean(2)``.
         dataset (str): canonical data set name.
         source (str): canonical source name.
@@ -338,6 +340,7 @@ class ToyDomain:
     """
 
     name = "toy"
+    default_preset = "toy"
 
     def __init__(self, dataset: str = "moons", source: str = "gaussian") -> None:
         self.dataset = get_dataset(dataset).__name__
@@ -373,7 +376,7 @@ class ToyDomain:
             nn.Module: maps ``(B, 2)`` to ``(B, 1)``.
         """
         if hidden < 1 or depth < 1:
-            raise ValueError(f"need hidden >= 1 and depth >= 1, got hidden={hidden}, depth={depth}")
+            raise InvalidValueError(f"need hidden >= 1 and depth >= 1, got hidden={hidden}, depth={depth}")
         layers: list[nn.Module] = [nn.Linear(2, hidden), nn.SiLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
@@ -397,7 +400,7 @@ class ToyDomain:
         for label, t in (("samples", samples), ("reference", reference)):
             if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[1] != 2:
                 shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-                raise ValueError(f"{label} must be a tensor of shape (B, 2) for the toy domain, got {shape}")
+                raise InvalidValueError(f"{label} must be a tensor of shape (B, 2) for the toy domain, got {shape}")
         x, y = samples[:max_points], reference[:max_points]
         return {"w2": _metrics.wasserstein2(x, y), "mmd": _metrics.mmd(x, y)}
 

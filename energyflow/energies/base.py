@@ -35,6 +35,8 @@ from typing import Iterator, Literal
 import torch
 from torch import Tensor, nn
 
+from energyflow.errors import InvalidTypeError, InvalidValueError
+
 Coupling = Literal["energy", "tempered"]
 
 
@@ -62,7 +64,7 @@ class Energy(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} is not a complete energy term: define forward(x) -> (B,)")
+        raise InvalidTypeError(f"{type(self).__name__} is not a complete energy term: define forward(x) -> (B,)")
 
     # --- evaluation with temperature -------------------------------------------------
     def total(self, x: Tensor, eps: float | Tensor = 1.0) -> Tensor:
@@ -110,7 +112,7 @@ class Energy(nn.Module):
         if isinstance(weight, bool) or not isinstance(weight, (numbers.Real, Tensor)):
             return NotImplemented
         if isinstance(weight, Tensor) and weight.numel() != 1:
-            raise ValueError("an energy can only be scaled by a scalar")
+            raise InvalidValueError("an energy can only be scaled by a scalar")
         return Scaled(self, float(weight))
 
     __rmul__ = __mul__
@@ -133,10 +135,10 @@ class Recoupled(Energy):
     def __init__(self, term: Energy, coupling: Coupling) -> None:
         super().__init__()
         if coupling not in ("energy", "tempered"):
-            raise ValueError(f"coupling must be 'energy' or 'tempered', got {coupling!r}")
+            raise InvalidValueError(f"coupling must be 'energy' or 'tempered', got {coupling!r}")
         inner = term.term if isinstance(term, Recoupled) else term
         if isinstance(inner, (Sum, Scaled)):
-            raise TypeError("recouple individual terms, not sums: (a + b).tempered() is ambiguous")
+            raise InvalidTypeError("recouple individual terms, not sums: (a + b).tempered() is ambiguous")
         self.term = inner
         self.coupling = coupling
         self.couples_batch = inner.couples_batch
@@ -181,7 +183,7 @@ class Sum(Energy):
         flat: list[Energy] = []
         for t in terms:
             if not isinstance(t, Energy):
-                raise TypeError(f"can only add Energy terms, got {type(t).__name__}")
+                raise InvalidTypeError(f"can only add Energy terms, got {type(t).__name__}")
             flat.extend(t.terms if isinstance(t, Sum) else [t])
         self.terms = nn.ModuleList(flat)
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from energyflow.energies.base import Energy
+from energyflow.errors import InvalidValueError
 
 
 class Repulsion(Energy):
@@ -41,9 +42,9 @@ class Repulsion(Energy):
     def __init__(self, sigma: float = 1.0, mask: Tensor | None = None, group_size: int | None = None) -> None:
         super().__init__()
         if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
+            raise InvalidValueError(f"sigma must be > 0, got {sigma}")
         if group_size is not None and int(group_size) < 1:
-            raise ValueError(f"group_size must be >= 1, got {group_size}")
+            raise InvalidValueError(f"group_size must be >= 1, got {group_size}")
         self.sigma = float(sigma)
         self.group_size = None if group_size is None else int(group_size)
         if mask is not None:
@@ -58,7 +59,7 @@ class Repulsion(Energy):
         b = x.shape[0]
         k = b if self.group_size is None else self.group_size
         if b % k != 0:
-            raise ValueError(f"{self.name}: batch of {b} is not a whole number of groups of {k}")
+            raise InvalidValueError(f"{self.name}: batch of {b} is not a whole number of groups of {k}")
         z = z.reshape(b // k, k, -1)  # (groups, k, d)
         sq = (z * z).sum(-1)  # (groups, k)
         # sum_j ||z_i - z_j||^2 = k ||z_i||^2 - 2 z_i . S + sum_j ||z_j||^2 within a group, O(B d).
@@ -80,7 +81,7 @@ class RBFInteraction(Energy):
     def __init__(self, bandwidth: float = 1.0, strength: float = 1.0) -> None:
         super().__init__()
         if not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+            raise InvalidValueError(f"bandwidth must be > 0, got {bandwidth}")
         self.bandwidth = float(bandwidth)
         self.strength = float(strength)
 

@@ -28,9 +28,10 @@ import torch
 from torch import Tensor
 
 from energyflow.energies.base import Energy
+from energyflow.errors import InvalidTypeError, InvalidValueError
 
 
-class ObservationError(ValueError):
+class ObservationError(InvalidValueError):
     """An observation's likelihood cannot be reduced to one number per sample."""
 
 
@@ -52,7 +53,7 @@ class Observation(Energy):
     def __init__(self, fn: Callable[[Tensor], object], name: str | None = None) -> None:
         super().__init__()
         if not callable(fn):
-            raise TypeError(f"observe() needs a function of x, got {type(fn).__name__}")
+            raise InvalidTypeError(f"observe() needs a function of x, got {type(fn).__name__}")
         self.fn = fn
         self._label = name or f"observe({getattr(fn, '__name__', 'fn')})"
 
@@ -70,6 +71,7 @@ class Observation(Energy):
                     f"{self.name}: site {site['name']!r} is not observed; an observation model "
                     "may only sample observed sites (pass obs=...)"
                 )
+            _check_observed_shape(self.name, site["name"], site["fn"], site["value"])
             lp = site["fn"].log_prob(site["value"])
             if site.get("mask") is not None:
                 lp = lp * site["mask"]
@@ -85,6 +87,30 @@ class Observation(Energy):
         if total is None:
             raise ObservationError(f"{self.name}: the function observed nothing (no pyro.sample(..., obs=y))")
         return -total
+
+
+def _check_observed_shape(term: str, site: str, distribution, value: Tensor) -> None:
+    """``y`` must have the distribution's event shape exactly; leading dimensions may be
+    missing or 1 (one ``y`` shared by all samples), never more than the batch holds.
+
+    ``log_prob`` would broadcast anything else without a word: three measurements
+    scored against one prediction, or one measurement against five.
+    """
+    event, batch = tuple(distribution.event_shape), tuple(distribution.batch_shape)
+    shape = tuple(value.shape) if isinstance(value, Tensor) else ()
+    k, lead = len(event), len(shape) - len(event)
+    fits = (
+        lead >= 0
+        and shape[lead:] == event
+        and lead <= len(batch)
+        and all(a in (1, b) for a, b in zip(reversed(shape[:lead]), reversed(batch)))
+    )
+    if not fits:
+        raise ObservationError(
+            f"{term}: site {site!r} observes y of shape {shape}, but its distribution has batch shape {batch} "
+            f"and event shape {event}; y must have shape {event} (one observation shared by every sample) or "
+            f"{batch + event}, else log_prob broadcasts the two silently"
+        )
 
 
 def observe(
@@ -116,17 +142,17 @@ def observe(
     if forward is None and noise is None:
         return Observation(fn_or_y, name=name)  # type: ignore[arg-type]
     if forward is None or noise is None:
-        raise TypeError("the Gaussian shortcut needs both forward= and noise=")
+        raise InvalidTypeError("the Gaussian shortcut needs both forward= and noise=")
     y = torch.as_tensor(fn_or_y)
     if not torch.isfinite(y).all():
-        raise ValueError("observed data y contains NaN or inf")
+        raise InvalidValueError("observed data y contains NaN or inf")
     sigma = torch.as_tensor(noise, dtype=y.dtype)
     if (sigma <= 0).any():
-        raise ValueError(f"noise must be > 0, got {noise}")
+        raise InvalidValueError(f"noise must be > 0, got {noise}")
     if isinstance(forward, Tensor):
         matrix = forward
         if matrix.dim() != 2 or matrix.shape[0] != y.numel():
-            raise ValueError(
+            raise InvalidValueError(
                 f"forward matrix must be (m, d) with m = y.numel() = {y.numel()}, got {tuple(matrix.shape)}"
             )
 
@@ -136,7 +162,7 @@ def observe(
     elif callable(forward):
         apply = forward
     else:
-        raise TypeError("forward must be a matrix or a function of x")
+        raise InvalidTypeError("forward must be a matrix or a function of x")
 
     event_dims = max(y.dim(), 1)
 

@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from energyflow.energies.base import Energy, flatten_event
+from energyflow.errors import InvalidTypeError, InvalidValueError
 
 
-class EnergyShapeError(ValueError):
+class EnergyShapeError(InvalidValueError):
     """A term returned energies that are not one number per sample."""
 
 
@@ -38,7 +39,7 @@ class Potential(Energy):
     def __init__(self, net: nn.Module, scale: float = 1.0) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
-            raise TypeError(f"Potential wraps an nn.Module, got {type(net).__name__}")
+            raise InvalidTypeError(f"Potential wraps an nn.Module, got {type(net).__name__}")
         self.net = net
         self.scale = float(scale)
 
@@ -61,7 +62,7 @@ class Potential(Energy):
 def _as_tensor(v, name: str) -> Tensor:
     t = torch.as_tensor(v, dtype=torch.get_default_dtype()) if not isinstance(v, Tensor) else v
     if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise InvalidValueError(f"{name} contains NaN or inf")
     return t
 
 
@@ -84,11 +85,11 @@ class GaussianPotential(Energy):
         cov = _as_tensor(cov, "cov")
         d = mean.shape[-1]
         if mean.dim() != 1 or cov.shape != (d, d):
-            raise ValueError(f"mean must be (d,) and cov (d, d); got {tuple(mean.shape)} and {tuple(cov.shape)}")
+            raise InvalidValueError(f"mean must be (d,) and cov (d, d); got {tuple(mean.shape)} and {tuple(cov.shape)}")
         try:
             chol = torch.linalg.cholesky(cov)
         except RuntimeError as err:
-            raise ValueError("cov must be symmetric positive definite") from err
+            raise InvalidValueError("cov must be symmetric positive definite") from err
         self.register_buffer("mean", mean)
         self.register_buffer("scale_tril", chol)
 
@@ -126,7 +127,7 @@ class GaussianMixture(Energy):
         super().__init__()
         means = _as_tensor(means, "means")
         if means.dim() != 2:
-            raise ValueError(f"means must be (K, d), got {tuple(means.shape)}")
+            raise InvalidValueError(f"means must be (K, d), got {tuple(means.shape)}")
         k, d = means.shape
         covs = _as_tensor(covs, "covs")
         if covs.dim() == 0:
@@ -134,10 +135,10 @@ class GaussianMixture(Energy):
         if covs.dim() == 1:
             covs = covs[:, None, None] * torch.eye(d, dtype=means.dtype)
         if covs.shape != (k, d, d):
-            raise ValueError(f"covs must be (K, d, d), (K,) or a number; got {tuple(covs.shape)}")
+            raise InvalidValueError(f"covs must be (K, d, d), (K,) or a number; got {tuple(covs.shape)}")
         weights = torch.full((k,), 1.0 / k, dtype=means.dtype) if weights is None else _as_tensor(weights, "weights")
         if weights.shape != (k,) or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError("weights must be (K,), non-negative and not all zero")
+            raise InvalidValueError("weights must be (K,), non-negative and not all zero")
         self.register_buffer("means", means)
         self.register_buffer("scale_trils", torch.linalg.cholesky(covs))
         self.register_buffer("log_weights", torch.log(weights / weights.sum()))
@@ -167,7 +168,7 @@ class DoubleWell(Energy):
     def __init__(self, barrier: float = 2.0) -> None:
         super().__init__()
         if not barrier > 0:
-            raise ValueError(f"barrier must be > 0, got {barrier}")
+            raise InvalidValueError(f"barrier must be > 0, got {barrier}")
         self.barrier = float(barrier)
 
     def forward(self, x: Tensor) -> Tensor:

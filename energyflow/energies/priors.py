@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from energyflow.energies.base import Energy
+from energyflow.errors import InvalidTypeError, InvalidValueError
 
 
 class Prior(Energy):
@@ -37,13 +38,13 @@ class Prior(Energy):
     def __init__(self, distribution: torch.distributions.Distribution) -> None:
         super().__init__()
         if not isinstance(distribution, torch.distributions.Distribution):
-            raise TypeError(f"Prior needs a torch/Pyro distribution, got {type(distribution).__name__}")
+            raise InvalidTypeError(f"Prior needs a torch/Pyro distribution, got {type(distribution).__name__}")
         self.distribution = distribution
 
     def forward(self, x: Tensor) -> Tensor:
         lp = self.distribution.log_prob(x)
         if lp.dim() == 0 or lp.shape[0] != x.shape[0]:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{self.name}: log_prob returned shape {tuple(lp.shape)} for a batch of {x.shape[0]}; "
                 "the distribution's event must match the trailing dimensions of x"
             )
@@ -68,9 +69,9 @@ class BoxPrior(Energy):
         super().__init__()
         low_t, high_t = torch.as_tensor(low, dtype=torch.get_default_dtype()), torch.as_tensor(high, dtype=torch.get_default_dtype())
         if (low_t >= high_t).any():
-            raise ValueError("BoxPrior needs low < high")
+            raise InvalidValueError("BoxPrior needs low < high")
         if not stiffness > 0:
-            raise ValueError("stiffness must be > 0")
+            raise InvalidValueError("stiffness must be > 0")
         self.register_buffer("low", low_t)
         self.register_buffer("high", high_t)
         self.stiffness = float(stiffness)
@@ -95,13 +96,13 @@ class TotalVariation(Energy):
     def __init__(self, weight: float = 1.0, smoothing: float = 1e-2) -> None:
         super().__init__()
         if not smoothing > 0:
-            raise ValueError("smoothing must be > 0")
+            raise InvalidValueError("smoothing must be > 0")
         self.weight = float(weight)
         self.smoothing = float(smoothing)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 3:
-            raise ValueError(f"{self.name}: expects images (B, [C,] H, W), got shape {tuple(x.shape)}")
+            raise InvalidValueError(f"{self.name}: expects images (B, [C,] H, W), got shape {tuple(x.shape)}")
         dx = x[..., :, 1:] - x[..., :, :-1]
         dy = x[..., 1:, :] - x[..., :-1, :]
         tv = torch.sqrt(dx[..., :-1, :] ** 2 + dy[..., :, :-1] ** 2 + self.smoothing**2)

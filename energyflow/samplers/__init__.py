@@ -1,6 +1,6 @@
 """Pluggable samplers over a compiled field: ``sampler.run(field, x0, generator=g)``."""
 
-from energyflow.samplers.base import DivergenceError, SampleResult, Sampler
+from energyflow.samplers.base import DivergenceError, Sampler, SampleResult
 from energyflow.samplers.flow import GradientFlow
 from energyflow.samplers.guided import GuidedLangevin
 from energyflow.samplers.hmc import HMC

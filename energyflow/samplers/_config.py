@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import math
 
+from energyflow.errors import InvalidTypeError, InvalidValueError
+
 
 def positive(instance, attribute, value) -> None:
     if value is not None and not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number > 0, got {value}")
+        raise InvalidValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number > 0, got {value}")
 
 
 def non_negative(instance, attribute, value) -> None:
     if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number >= 0, got {value}")
+        raise InvalidValueError(f"{type(instance).__name__}.{attribute.name} must be a finite number >= 0, got {value}")
+
+
+def instance_of(cls: type):
+    """A validator that refuses anything but a ``cls`` instance, naming the field."""
+
+    def check(instance, attribute, value) -> None:
+        if not isinstance(value, cls):
+            raise InvalidTypeError(
+                f"{type(instance).__name__}.{attribute.name} must be a {cls.__name__}, got {type(value).__name__}"
+            )
+
+    return check
 
 
 def one_of(*choices: str):
     def check(instance, attribute, value) -> None:
         if value not in choices:
-            raise ValueError(f"{type(instance).__name__}.{attribute.name} must be one of {choices}, got {value!r}")
+            raise InvalidValueError(f"{type(instance).__name__}.{attribute.name} must be one of {choices}, got {value!r}")
 
     return check
 
@@ -26,10 +40,10 @@ def one_of(*choices: str):
 def resolve_num_steps(instance, step_size: float, num_steps: int | None, t_end: float | None, t_start: float = 0.0) -> int:
     """Number of steps from either ``num_steps`` or the time horizon ``t_end``."""
     if (num_steps is None) == (t_end is None):
-        raise ValueError(f"{type(instance).__name__}: give exactly one of num_steps and t_end")
+        raise InvalidValueError(f"{type(instance).__name__}: give exactly one of num_steps and t_end")
     if num_steps is not None:
         return int(num_steps)
     span = t_end - t_start
     if span <= 0:
-        raise ValueError(f"{type(instance).__name__}: t_end ({t_end}) must exceed t_start ({t_start})")
+        raise InvalidValueError(f"{type(instance).__name__}: t_end ({t_end}) must exceed t_start ({t_start})")
     return max(1, round(span / step_size))

@@ -12,11 +12,12 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow.errors import EnergyflowError, InvalidTypeError, InvalidValueError
 from energyflow.field import Field, FieldError
 from energyflow.spaces import Euclidean, Space
 
 
-class DivergenceError(FloatingPointError):
+class DivergenceError(EnergyflowError, FloatingPointError):
     """A chain became non-finite; the message names the step and the term at fault.
 
     Attributes:
@@ -78,12 +79,34 @@ class Sampler(Protocol):
     ) -> SampleResult: ...
 
 
-def prepare(field: Field, x0: Tensor, eps: float = 1.0) -> tuple[Tensor, Space]:
-    """Checks the field on ``x0`` and returns the projected start and the space."""
+def check_generator(generator: object, x0: Tensor) -> None:
+    """A sampler's ``generator`` is None or a ``torch.Generator`` on the device of ``x0``."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise InvalidTypeError(
+            f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed({generator!r})) or None, "
+            f"got {type(generator).__name__}"
+        )
+    if isinstance(x0, Tensor) and generator.device.type != x0.device.type:
+        raise InvalidValueError(
+            f"the generator is on {generator.device} but the states are on {x0.device}; "
+            f"use torch.Generator(device={str(x0.device)!r})"
+        )
+
+
+def prepare(field: Field, x0: Tensor, eps: float = 1.0, generator: torch.Generator | None = None) -> tuple[Tensor, Space]:
+    """Checks the field, the generator and ``x0``; returns the projected start and the space.
+
+    Raises:
+        InvalidTypeError: ``field`` is not compiled, or ``generator`` is not a Generator.
+        FieldError: ``x0`` is not a non-empty ``(B, *event)`` float tensor the terms accept.
+    """
     if not isinstance(field, Field):
-        raise TypeError(
+        raise InvalidTypeError(
             f"samplers take a compiled field (energyflow.compile(expr)), got {type(field).__name__}"
         )
+    check_generator(generator, x0)
     field.check(x0, eps)
     space = field.space if field.space is not None else Euclidean(tuple(x0.shape[1:]))
     return space.project(x0.detach()), space
@@ -121,7 +144,7 @@ class Recorder:
 
     def __init__(self, num_steps: int, x0: Tensor, record_every: int | None) -> None:
         if record_every is not None and record_every <= 0:
-            raise ValueError(f"record_every must be a positive integer, got {record_every}")
+            raise InvalidValueError(f"record_every must be a positive integer, got {record_every}")
         self.energy = torch.empty(num_steps, device=x0.device, dtype=x0.dtype)
         self.grad_norm = torch.empty(num_steps, device=x0.device, dtype=x0.dtype)
         self.every = record_every

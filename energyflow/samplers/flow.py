@@ -16,9 +16,11 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import non_negative, one_of, positive, resolve_num_steps
 from energyflow.samplers.base import Recorder, SampleResult, prepare, raise_divergence
+from energyflow.validation import integer, real
 
 
 @attrs.frozen
@@ -34,17 +36,17 @@ class GradientFlow:
             field as written, 0 follows the learned potential alone.
     """
 
-    step_size: float = attrs.field(default=0.01, converter=float, validator=positive)
-    num_steps: int | None = attrs.field(default=None)
-    t_end: float | None = attrs.field(default=None)
+    step_size: float = attrs.field(default=0.01, converter=real(), validator=positive)
+    num_steps: int | None = attrs.field(default=None, converter=integer(optional=True))
+    t_end: float | None = attrs.field(default=None, converter=real(optional=True))
     method: str = attrs.field(default="euler", validator=one_of("euler", "heun"))
-    temperature: float = attrs.field(default=1.0, converter=float, validator=non_negative)
+    temperature: float = attrs.field(default=1.0, converter=real(), validator=non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.num_steps is None and self.t_end is None:
             object.__setattr__(self, "num_steps", 100)
         if self.num_steps is not None and int(self.num_steps) < 1:
-            raise ValueError(f"GradientFlow.num_steps must be >= 1, got {self.num_steps}")
+            raise InvalidValueError(f"GradientFlow.num_steps must be >= 1, got {self.num_steps}")
         resolve_num_steps(self, self.step_size, self.num_steps, self.t_end)
 
     @property
@@ -61,7 +63,7 @@ class GradientFlow:
     ) -> SampleResult:
         """Integrates from ``x0`` of shape ``(B, *event)``; ``generator`` is unused."""
         n, dt, eps = self.steps, self.step_size, self.temperature
-        x, space = prepare(field, x0, eps)
+        x, space = prepare(field, x0, eps, generator)
         rec = Recorder(n, x, record_every)
         evals0 = field.num_grad_evals
         for k in range(n):

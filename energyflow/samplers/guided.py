@@ -37,15 +37,18 @@ import torch
 from torch import Tensor
 
 from energyflow.energies.base import Energy
+from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.field import compile as compile_field
+from energyflow.samplers._config import instance_of
 from energyflow.samplers.base import SampleResult, prepare, raise_divergence
 from energyflow.samplers.langevin import Langevin, integrate
+from energyflow.validation import real
 
 
 def _non_negative_or_none(instance, attribute, value) -> None:
     if value is not None and not (value >= 0 and value < float("inf")):
-        raise ValueError(f"GuidedLangevin.{attribute.name} must be a finite number >= 0 or None, got {value}")
+        raise InvalidValueError(f"GuidedLangevin.{attribute.name} must be a finite number >= 0 or None, got {value}")
 
 
 @attrs.frozen(eq=False)
@@ -62,9 +65,9 @@ class GuidedLangevin:
             posterior ``exp(-V/eps_max) p(y | x)``.
     """
 
-    base: Langevin = attrs.field(validator=attrs.validators.instance_of(Langevin))
-    observation: Energy = attrs.field(validator=attrs.validators.instance_of(Energy))
-    weight: float | None = attrs.field(default=None, validator=_non_negative_or_none)
+    base: Langevin = attrs.field(validator=instance_of(Langevin))
+    observation: Energy = attrs.field(validator=instance_of(Energy))
+    weight: float | None = attrs.field(default=None, converter=real(optional=True), validator=_non_negative_or_none)
 
     @property
     def t_end(self) -> float:
@@ -103,7 +106,7 @@ class GuidedLangevin:
         Raises:
             DivergenceError: a state became NaN/inf.
         """
-        x, space = prepare(field, x0, float(self.base.schedule(self.base.t_start)))
+        x, space = prepare(field, x0, float(self.base.schedule(self.base.t_start)), generator)
         obs = compile_field(self.observation, field.space or space)
         obs.check(x, 1.0)
         w = self.resolved_weight()

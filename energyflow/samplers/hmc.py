@@ -23,10 +23,12 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import positive
 from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
 from energyflow.samplers.mala import _sqnorm, _uniform_log
+from energyflow.validation import integer, real
 
 
 @attrs.frozen
@@ -42,12 +44,12 @@ class HMC:
         max_energy_error (float): energy error above which a transition is divergent.
     """
 
-    step_size: float = attrs.field(default=0.1, converter=float, validator=positive)
-    num_leapfrog: int = attrs.field(default=10, converter=int, validator=positive)
-    num_steps: int = attrs.field(default=100, converter=int, validator=positive)
-    temperature: float = attrs.field(default=1.0, converter=float, validator=positive)
+    step_size: float = attrs.field(default=0.1, converter=real(), validator=positive)
+    num_leapfrog: int = attrs.field(default=10, converter=integer(), validator=positive)
+    num_steps: int = attrs.field(default=100, converter=integer(), validator=positive)
+    temperature: float = attrs.field(default=1.0, converter=real(), validator=positive)
     inverse_mass: Tensor | float = attrs.field(default=1.0)
-    max_energy_error: float = attrs.field(default=1000.0, converter=float, validator=positive)
+    max_energy_error: float = attrs.field(default=1000.0, converter=real(), validator=positive)
 
     def run(
         self,
@@ -60,10 +62,10 @@ class HMC:
         """Runs ``num_steps`` HMC iterations from ``x0`` of shape ``(B, *event)``."""
         T, h = self.temperature, self.step_size
         forbid_batch_coupling(field, "HMC")
-        x, space = prepare(field, x0, T)
+        x, space = prepare(field, x0, T, generator)
         inv_mass = torch.as_tensor(self.inverse_mass, dtype=x.dtype, device=x.device)
         if (inv_mass <= 0).any():
-            raise ValueError("HMC.inverse_mass must be positive")
+            raise InvalidValueError("HMC.inverse_mass must be positive")
         mass_sqrt = inv_mass.rsqrt()
         rec = Recorder(self.num_steps, x, record_every)
         evals0 = field.num_grad_evals

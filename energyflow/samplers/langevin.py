@@ -24,11 +24,13 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import one_of, positive, resolve_num_steps
 from energyflow.samplers.base import Recorder, SampleResult, prepare, raise_divergence
 from energyflow.schedule import ConstantSchedule, Schedule, as_schedule
 from energyflow.spaces import Space
+from energyflow.validation import integer, real
 
 
 @attrs.frozen
@@ -45,18 +47,18 @@ class Langevin:
         t_start (float): time of the first step.
     """
 
-    step_size: float = attrs.field(default=0.01, converter=float, validator=positive)
-    num_steps: int | None = attrs.field(default=None)
-    t_end: float | None = attrs.field(default=None)
+    step_size: float = attrs.field(default=0.01, converter=real(), validator=positive)
+    num_steps: int | None = attrs.field(default=None, converter=integer(optional=True))
+    t_end: float | None = attrs.field(default=None, converter=real(optional=True))
     schedule: Schedule = attrs.field(default=ConstantSchedule(1.0), converter=as_schedule)
     method: str = attrs.field(default="euler", validator=one_of("euler", "heun"))
-    t_start: float = attrs.field(default=0.0, converter=float)
+    t_start: float = attrs.field(default=0.0, converter=real())
 
     def __attrs_post_init__(self) -> None:
         if self.num_steps is None and self.t_end is None:
             object.__setattr__(self, "num_steps", 100)
         if self.num_steps is not None and int(self.num_steps) < 1:
-            raise ValueError(f"Langevin.num_steps must be >= 1, got {self.num_steps}")
+            raise InvalidValueError(f"Langevin.num_steps must be >= 1, got {self.num_steps}")
         resolve_num_steps(self, self.step_size, self.num_steps, self.t_end, self.t_start)
 
     @property
@@ -93,7 +95,7 @@ class Langevin:
         Raises:
             DivergenceError: a state became NaN/inf (the message names the step and term).
         """
-        x, space = prepare(field, x0, float(self.schedule(self.t_start)))
+        x, space = prepare(field, x0, float(self.schedule(self.t_start)), generator)
         evals0 = field.num_grad_evals
 
         def drift(x: Tensor, t: float, eps: float) -> tuple[Tensor, Tensor]:
@@ -146,7 +148,7 @@ def integrate(
         tuple: the final states ``(B, *event)``, the :class:`Recorder` and eps per step.
     """
     if check_every < 1:
-        raise ValueError(f"check_every must be >= 1, got {check_every}")
+        raise InvalidValueError(f"check_every must be >= 1, got {check_every}")
     n, dt, t0 = config.steps, config.step_size, config.t_start
     eps_list = config.temperatures()
     rec = Recorder(n if trace else 0, x, record_every)

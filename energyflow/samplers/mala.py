@@ -28,6 +28,7 @@ from torch import Tensor
 from energyflow.field import Field
 from energyflow.samplers._config import positive
 from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
+from energyflow.validation import integer, real
 
 
 def _uniform_log(shape, like: Tensor, generator) -> Tensor:
@@ -49,9 +50,9 @@ class MALA:
         temperature (float): T (> 0); the target is exp(-U(x, T) / T).
     """
 
-    step_size: float = attrs.field(default=0.01, converter=float, validator=positive)
-    num_steps: int = attrs.field(default=100, converter=int, validator=positive)
-    temperature: float = attrs.field(default=1.0, converter=float, validator=positive)
+    step_size: float = attrs.field(default=0.01, converter=real(), validator=positive)
+    num_steps: int = attrs.field(default=100, converter=integer(), validator=positive)
+    temperature: float = attrs.field(default=1.0, converter=real(), validator=positive)
 
     def run(
         self,
@@ -64,7 +65,7 @@ class MALA:
         """Runs ``num_steps`` MH steps from ``x0`` of shape ``(B, *event)``."""
         T, h = self.temperature, self.step_size
         forbid_batch_coupling(field, "MALA")
-        x, space = prepare(field, x0, T)
+        x, space = prepare(field, x0, T, generator)
         rec = Recorder(self.num_steps, x, record_every)
         evals0 = field.num_grad_evals
         e, g = field.energy_and_grad(x, T)

@@ -21,9 +21,11 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import positive
 from energyflow.samplers.base import SampleResult, prepare
+from energyflow.validation import integer, real
 
 
 @attrs.frozen
@@ -38,17 +40,17 @@ class PyroNUTS:
         target_accept_prob (float): dual-averaging target.
     """
 
-    num_samples: int = attrs.field(default=200, converter=int, validator=positive)
-    warmup_steps: int = attrs.field(default=200, converter=int)
-    temperature: float = attrs.field(default=1.0, converter=float, validator=positive)
-    max_tree_depth: int = attrs.field(default=8, converter=int, validator=positive)
-    target_accept_prob: float = attrs.field(default=0.8, converter=float)
+    num_samples: int = attrs.field(default=200, converter=integer(), validator=positive)
+    warmup_steps: int = attrs.field(default=200, converter=integer())
+    temperature: float = attrs.field(default=1.0, converter=real(), validator=positive)
+    max_tree_depth: int = attrs.field(default=8, converter=integer(), validator=positive)
+    target_accept_prob: float = attrs.field(default=0.8, converter=real())
 
     def __attrs_post_init__(self) -> None:
         if self.warmup_steps < 0:
-            raise ValueError("PyroNUTS.warmup_steps must be >= 0")
+            raise InvalidValueError("PyroNUTS.warmup_steps must be >= 0")
         if not 0.0 < self.target_accept_prob < 1.0:
-            raise ValueError("PyroNUTS.target_accept_prob must lie in (0, 1)")
+            raise InvalidValueError("PyroNUTS.target_accept_prob must lie in (0, 1)")
 
     def run(
         self,
@@ -62,7 +64,7 @@ class PyroNUTS:
         from pyro.infer.mcmc import MCMC, NUTS
 
         T = self.temperature
-        x, _ = prepare(field, x0, T)
+        x, _ = prepare(field, x0, T, generator)
         evals0 = field.num_grad_evals
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:

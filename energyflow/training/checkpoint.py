@@ -16,10 +16,12 @@ from typing import Any
 
 import torch
 
+from energyflow.errors import EnergyflowError
+
 FORMAT = "energyflow-checkpoint-v1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EnergyflowError, ValueError):
     """A checkpoint is missing, corrupt, unsafe or not an energyflow checkpoint."""
 
 

@@ -10,7 +10,11 @@ Example:
     >>> TrainConfig(lr=-1.0)
     Traceback (most recent call last):
     ...
-    ValueError: lr must be > 0, got -1.0
+    energyflow.training.config.ConfigError: lr must be > 0, got -1.0
+    >>> resolve_config("toy", overrides={"steps": 1.7})     # never rounded to 1
+    Traceback (most recent call last):
+    ...
+    energyflow.training.config.ConfigError: invalid config: TrainConfig.steps must be an integer, got 1.7
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from typing import Any
 
 import attrs
 
+from energyflow.errors import InvalidValueError
 from energyflow.registry import COUPLINGS, DOMAINS, NETWORKS
+from energyflow.validation import integer, real, to_float
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidValueError):
     """A config file or override is invalid; the message names the field."""
 
 
@@ -33,28 +39,28 @@ def _positive(inst, attr, value) -> None:
     if value is None:
         return
     if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-        raise ValueError(f"{attr.name} must be > 0, got {value}")
+        raise ConfigError(f"{attr.name} must be > 0, got {value}")
 
 
 def _non_negative(inst, attr, value) -> None:
     if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{attr.name} must be >= 0, got {value}")
+        raise ConfigError(f"{attr.name} must be >= 0, got {value}")
 
 
 def _unit(inst, attr, value) -> None:
     if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{attr.name} must lie in [0, 1], got {value}")
+        raise ConfigError(f"{attr.name} must lie in [0, 1], got {value}")
 
 
 def _unit_open(inst, attr, value) -> None:
     if value is not None and not (0.0 <= value < 1.0):
-        raise ValueError(f"{attr.name} must lie in [0, 1), got {value}")
+        raise ConfigError(f"{attr.name} must lie in [0, 1), got {value}")
 
 
 def _registered(registry):
     def check(inst, attr, value) -> None:
         if value not in registry:
-            raise ValueError(f"{attr.name}: unknown {registry.kind} {value!r}; choose one of: {', '.join(registry.names())}")
+            raise ConfigError(f"{attr.name}: unknown {registry.kind} {value!r}; choose one of: {', '.join(registry.names())}")
 
     return check
 
@@ -62,13 +68,36 @@ def _registered(registry):
 def _choice(*choices):
     def check(inst, attr, value) -> None:
         if value not in choices:
-            raise ValueError(f"{attr.name} must be one of {choices}, got {value!r}")
+            raise ConfigError(f"{attr.name} must be one of {choices}, got {value!r}")
 
     return check
 
 
-def _opt_float(v):
-    return None if v is None or (isinstance(v, str) and v.lower() in ("none", "null", "")) else float(v)
+def _text(inst, attr, value) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{attr.name} must be a non-empty string, got {value!r}")
+
+
+def _device_name(inst, attr, value) -> None:
+    """The name parses as a torch device (or is "auto"); whether it exists is checked when used."""
+    _text(inst, attr, value)
+    if value != "auto":
+        import torch
+
+        try:
+            torch.device(value)
+        except RuntimeError:
+            raise ConfigError(f"{attr.name}: {value!r} is not a device name; use auto, cpu, cuda, cuda:1, mps, ...") from None
+
+
+def _optional_name(v):
+    return None if v is None or str(v).lower() == "none" else str(v)
+
+
+def _betas(value, inst, field) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"betas must be two numbers in [0, 1), got {value!r}")
+    return tuple(to_float(b, "TrainConfig.betas") for b in value)
 
 
 @attrs.frozen(kw_only=True)
@@ -91,50 +120,58 @@ class TrainConfig:
             CIFAR-10 potential); None uses the domain's default network.
         hidden, depth: default network width and depth.
         sample_t_end, sample_method: the sampler used for evaluation and `sample`.
-        seed, device, log_every, eval_every, checkpoint_every, eval_samples: bookkeeping.
+        seed: seeds the network's initialisation, the data and the noise streams.
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
+        log_every: write a training record to ``metrics.jsonl`` every k steps.
+        eval_every: evaluate (``eval_samples`` fresh samples against fresh data) every
+            k steps, and at the last step.
+        checkpoint_every: write ``checkpoints/last.pt`` every k steps (and always at the
+            end, before the final evaluation); ``--resume`` continues from the last one,
+            so a crash loses at most ``checkpoint_every - 1`` steps.
+        eval_samples: samples drawn for each evaluation.
     """
 
     domain: str = attrs.field(default="toy", validator=_registered(DOMAINS))
-    dataset: str = "moons"
-    source: str = "gaussian"
-    steps: int = attrs.field(default=3000, converter=int, validator=_positive)
-    phase1_steps: int | None = attrs.field(default=None, converter=lambda v: None if v is None or str(v).lower() == "none" else int(v))
-    batch_size: int = attrs.field(default=128, converter=int, validator=_positive)
-    lr: float = attrs.field(default=1e-4, converter=float, validator=_positive)
-    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), converter=lambda v: tuple(float(b) for b in v))
-    grad_clip: float | None = attrs.field(default=1.0, converter=_opt_float, validator=_positive)
-    lr_warmup_steps: int = attrs.field(default=100, converter=int, validator=_non_negative)
-    ema_decay: float | None = attrs.field(default=None, converter=_opt_float, validator=_unit_open)
-    ema_decay_phase2: float | None = attrs.field(default=None, converter=_opt_float, validator=_unit_open)
+    dataset: str = attrs.field(default="moons", validator=_text)
+    source: str = attrs.field(default="gaussian", validator=_text)
+    steps: int = attrs.field(default=3000, converter=integer(), validator=_positive)
+    phase1_steps: int | None = attrs.field(default=None, converter=integer(optional=True))
+    batch_size: int = attrs.field(default=128, converter=integer(), validator=_positive)
+    lr: float = attrs.field(default=1e-4, converter=real(), validator=_positive)
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.95), converter=attrs.Converter(_betas, takes_self=True, takes_field=True))
+    grad_clip: float | None = attrs.field(default=1.0, converter=real(optional=True), validator=_positive)
+    lr_warmup_steps: int = attrs.field(default=100, converter=integer(), validator=_non_negative)
+    ema_decay: float | None = attrs.field(default=None, converter=real(optional=True), validator=_unit_open)
+    ema_decay_phase2: float | None = attrs.field(default=None, converter=real(optional=True), validator=_unit_open)
     coupling: str = attrs.field(default="ot", validator=_registered(COUPLINGS))
-    tau_star: float = attrs.field(default=0.8, converter=float, validator=_unit)
-    eps_max: float = attrs.field(default=0.15, converter=float, validator=_non_negative)
-    step_size: float = attrs.field(default=0.01, converter=float, validator=_positive)
-    num_langevin_steps: int = attrs.field(default=200, converter=int, validator=_positive)
-    lambda_cd: float = attrs.field(default=2.0, converter=float, validator=_non_negative)
-    trim_alpha: float = attrs.field(default=0.0, converter=float, validator=_unit_open)
-    clamp_beta: float | None = attrs.field(default=None, converter=_opt_float, validator=_positive)
-    flow_scale: float = attrs.field(default=1.0, converter=float, validator=_non_negative)
-    output_scale: float = attrs.field(default=1.0, converter=float, validator=_positive)
-    network: str | None = attrs.field(default=None, converter=lambda v: None if v is None or str(v).lower() == "none" else str(v))
-    hidden: int = attrs.field(default=256, converter=int, validator=_positive)
-    depth: int = attrs.field(default=3, converter=int, validator=_positive)
-    sample_t_end: float = attrs.field(default=2.0, converter=float, validator=_positive)
+    tau_star: float = attrs.field(default=0.8, converter=real(), validator=_unit)
+    eps_max: float = attrs.field(default=0.15, converter=real(), validator=_non_negative)
+    step_size: float = attrs.field(default=0.01, converter=real(), validator=_positive)
+    num_langevin_steps: int = attrs.field(default=200, converter=integer(), validator=_positive)
+    lambda_cd: float = attrs.field(default=2.0, converter=real(), validator=_non_negative)
+    trim_alpha: float = attrs.field(default=0.0, converter=real(), validator=_unit_open)
+    clamp_beta: float | None = attrs.field(default=None, converter=real(optional=True), validator=_positive)
+    flow_scale: float = attrs.field(default=1.0, converter=real(), validator=_non_negative)
+    output_scale: float = attrs.field(default=1.0, converter=real(), validator=_positive)
+    network: str | None = attrs.field(default=None, converter=_optional_name)
+    hidden: int = attrs.field(default=256, converter=integer(), validator=_positive)
+    depth: int = attrs.field(default=3, converter=integer(), validator=_positive)
+    sample_t_end: float = attrs.field(default=2.0, converter=real(), validator=_positive)
     sample_method: str = attrs.field(default="heun", validator=_choice("euler", "heun"))
-    seed: int = attrs.field(default=0, converter=int)
-    device: str = "auto"
-    log_every: int = attrs.field(default=10, converter=int, validator=_positive)
-    eval_every: int = attrs.field(default=1000, converter=int, validator=_positive)
-    checkpoint_every: int = attrs.field(default=500, converter=int, validator=_positive)
-    eval_samples: int = attrs.field(default=2000, converter=int, validator=_positive)
+    seed: int = attrs.field(default=0, converter=integer())
+    device: str = attrs.field(default="auto", validator=_device_name)
+    log_every: int = attrs.field(default=10, converter=integer(), validator=_positive)
+    eval_every: int = attrs.field(default=1000, converter=integer(), validator=_positive)
+    checkpoint_every: int = attrs.field(default=500, converter=integer(), validator=_positive)
+    eval_samples: int = attrs.field(default=2000, converter=integer(), validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.phase1_steps is not None and not 0 <= self.phase1_steps <= self.steps:
-            raise ValueError(f"phase1_steps ({self.phase1_steps}) must lie in [0, steps={self.steps}]")
+            raise ConfigError(f"phase1_steps ({self.phase1_steps}) must lie in [0, steps={self.steps}]")
         if self.network is not None and self.network not in NETWORKS:
-            raise ValueError(f"network: unknown network {self.network!r}; choose one of: {', '.join(NETWORKS.names())} (or none for the domain's default)")
+            raise ConfigError(f"network: unknown network {self.network!r}; choose one of: {', '.join(NETWORKS.names())} (or none for the domain's default)")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
 
     @property
     def warmup_steps(self) -> int:
@@ -166,7 +203,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_decay_phase2=0.99, output_scale=1000.0, sample_t_end=3.25,
     ),
     "aav": dict(
-        tau_star=0.9, step_size=0.01, num_langevin_steps=200, eps_max=0.1, lambda_cd=1e-4,
+        domain="protein", tau_star=0.9, step_size=0.01, num_langevin_steps=200, eps_max=0.1, lambda_cd=1e-4,
         clamp_beta=1.0, batch_size=128, lr=1e-4, ema_decay=0.999, ema_decay_phase2=0.999,
         sample_t_end=1.7,
     ),
@@ -203,27 +240,68 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data  # a "preset" key is kept: resolve_config applies it below the file's values
 
 
+def _preset_values(preset: str, domain: str | None, origin: str) -> dict[str, Any]:
+    """The values of ``preset``, checked against the domain the user asked for."""
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    values = PRESETS[preset]
+    preset_domain = values["domain"]
+    if preset_domain not in DOMAINS:
+        raise ConfigError(
+            f"preset {preset!r} is for the {preset_domain} domain, which this version of energyflow does not have "
+            f"yet; domains: {', '.join(DOMAINS.names())}"
+        )
+    if domain is not None and domain != preset_domain:
+        raise ConfigError(f"preset {preset!r}{origin} is for the {preset_domain} domain, not {domain!r}; "
+                          f"drop one of them, or use the {domain} domain's preset")
+    return values
+
+
+def default_preset(domain: str) -> str:
+    """The preset a run of ``domain`` starts from when none is named (each domain declares it).
+
+    Raises:
+        ConfigError: the domain is unknown.
+    """
+    if domain not in DOMAINS:
+        raise ConfigError(f"domain: unknown domain {domain!r}; choose one of: {', '.join(DOMAINS.names())}")
+    return DOMAINS.get(domain).default_preset
+
+
 def resolve_config(
     preset: str | None = None, file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
     """preset < file < overrides, validated.
 
+    Every preset names its domain. Without a preset (as argument or as the file's
+    ``preset`` key) the run starts from its domain's default preset (``toy`` for the
+    toy domain, ``mnist`` for images), the domain being the one the overrides or the
+    file name, else ``toy``.
+
+    Example:
+        >>> resolve_config(overrides={"domain": "image"}).dataset     # the image domain's preset
+        'digits'
+        >>> resolve_config("mnist", overrides={"domain": "toy"})
+        Traceback (most recent call last):
+        ...
+        energyflow.training.config.ConfigError: preset 'mnist' is for the image domain, not 'toy'; drop one of them, or use the toy domain's preset
+
     Raises:
-        ConfigError: unknown preset or field, or a value a validator refuses.
+        ConfigError: unknown preset or field, a preset for another (or a missing)
+            domain, or a value a validator refuses.
     """
-    values: dict[str, Any] = {}
-    if file is not None:
-        file_values = load_config_file(file)
-        file_preset = file_values.pop("preset", None)
-        preset = preset or file_preset  # an explicit preset argument wins
-    else:
-        file_values = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-        values.update(PRESETS[preset])
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    file_values = load_config_file(file) if file is not None else {}
+    file_preset = file_values.pop("preset", None)
+    domain = overrides.get("domain", file_values.get("domain"))
+    origin = ""
+    if preset is None and file_preset is not None:
+        preset, origin = file_preset, f" (the preset key of {file})"
+    elif preset is None:
+        preset = default_preset(domain if domain is not None else "toy")
+    values: dict[str, Any] = dict(_preset_values(preset, domain, origin))
     values.update(file_values)
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update(overrides)
     return build_config(values)
 
 
@@ -238,15 +316,11 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
-    for field in attrs.fields(TrainConfig):  # name the field when a converter refuses a value
-        if field.name in values and field.converter is not None:
-            try:
-                field.converter(values[field.name])
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"invalid config: {field.name}: cannot use {values[field.name]!r} ({err})") from err
     try:
         return TrainConfig(**values)
-    except (TypeError, ValueError) as err:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # the strict converters name the field
         raise ConfigError(f"invalid config: {err}") from err
 
 

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from energyflow.errors import InvalidValueError
+from energyflow.validation import real
+
 
 @runtime_checkable
 class Coupling(Protocol):
@@ -33,9 +36,9 @@ class Coupling(Protocol):
 
 def _check(x0: Tensor, x1: Tensor) -> None:
     if x0.shape[1:] != x1.shape[1:]:
-        raise ValueError(f"source and data event shapes differ: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}")
+        raise InvalidValueError(f"source and data event shapes differ: {tuple(x0.shape[1:])} vs {tuple(x1.shape[1:])}")
     if x0.shape[0] == 0 or x1.shape[0] == 0:
-        raise ValueError("cannot couple empty batches")
+        raise InvalidValueError("cannot couple empty batches")
 
 
 def squared_cost(x0: Tensor, x1: Tensor) -> np.ndarray:
@@ -98,11 +101,11 @@ class Sinkhorn:
         reg (float): entropic regularisation relative to the normalised cost (> 0).
     """
 
-    reg: float = attrs.field(default=0.05, converter=float)
+    reg: float = attrs.field(default=0.05, converter=real())
 
     def __attrs_post_init__(self) -> None:
         if not self.reg > 0:
-            raise ValueError(f"Sinkhorn.reg must be > 0, got {self.reg}")
+            raise InvalidValueError(f"Sinkhorn.reg must be > 0, got {self.reg}")
 
     def plan(self, x0: Tensor, x1: Tensor) -> np.ndarray:
         import ot

@@ -26,6 +26,8 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from energyflow.errors import InvalidValueError
+
 
 @attrs.frozen(eq=False)
 class PathSample:
@@ -53,7 +55,7 @@ def _bcast(t: Tensor, like: Tensor) -> Tensor:
 def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> PathSample:
     """The straight path from ``x0`` (t = 0) to ``x1`` (t = 1)."""
     if x0.shape != x1.shape or t.shape != (x0.shape[0],):
-        raise ValueError(f"need x0, x1 of equal shape and t of shape (B,); got {tuple(x0.shape)}, {tuple(x1.shape)}, {tuple(t.shape)}")
+        raise InvalidValueError(f"need x0, x1 of equal shape and t of shape (B,); got {tuple(x0.shape)}, {tuple(x1.shape)}, {tuple(t.shape)}")
     tb = _bcast(t, x0)
     return PathSample(x0, x1, t, (1 - tb) * x0 + tb * x1, x1 - x0)
 
@@ -70,7 +72,7 @@ def _energies(potential: nn.Module, x: Tensor) -> Tensor:
     if e.dim() == 2 and e.shape[1] == 1:
         e = e.squeeze(1)
     if e.shape != (x.shape[0],):
-        raise ValueError(f"the potential returned {tuple(e.shape)} for a batch of {x.shape[0]}; it must return (B,) or (B, 1)")
+        raise InvalidValueError(f"the potential returned {tuple(e.shape)} for a batch of {x.shape[0]}; it must return (B,) or (B, 1)")
     return e
 
 
@@ -98,7 +100,7 @@ def flow_loss(potential: nn.Module, path: PathSample, tau_star: float = 1.0) -> 
 def trimmed_mean(values: Tensor, alpha: float) -> Tensor:
     """Mean after dropping the fraction ``alpha`` of the highest values."""
     if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"trim fraction must lie in [0, 1), got {alpha}")
+        raise InvalidValueError(f"trim fraction must lie in [0, 1), got {alpha}")
     keep = values.shape[0] - int(alpha * values.shape[0])
     if keep == values.shape[0]:
         return values.mean()

@@ -40,17 +40,18 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from energyflow.energies.potential import Potential
+from energyflow.errors import EnergyflowError
 from energyflow.field import compile as compile_field
 from energyflow.registry import COUPLINGS, DOMAINS, NETWORKS
-from energyflow.samplers.langevin import Langevin
 from energyflow.samplers.base import SampleResult
+from energyflow.samplers.langevin import Langevin
 from energyflow.schedule import EnergyMatchingSchedule
 from energyflow.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from energyflow.training.config import TrainConfig, save_config
 from energyflow.training.losses import energy_matching_loss, linear_path
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(EnergyflowError, FloatingPointError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 

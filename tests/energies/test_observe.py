@@ -102,3 +102,30 @@ def test_unobserved_or_empty_models_are_errors():
 def test_observe_validates_arguments(args, kwargs, exc, fragment):
     with pytest.raises(exc, match=fragment):
         ef.observe(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "y_shape", [(3,), (2, 1), (5, 1)],  # 3 observations vs 1 prediction; a batch of 2 (or 5) vs 4 samples
+)
+def test_observed_value_that_would_broadcast_is_named(y_shape):
+    y = torch.zeros(y_shape)
+
+    def likelihood(x):  # batch (4,), event (1,)
+        pyro.sample("y", dist.Normal(x[:, :1], 0.1).to_event(1), obs=y)
+
+    with pytest.raises(ObservationError) as info:
+        ef.observe(likelihood)(torch.zeros(4, 2))
+    message = str(info.value)
+    assert "'y'" in message and str(y_shape) in message and "(4,)" in message and "(1,)" in message
+
+
+@pytest.mark.parametrize("y_shape", [(1,), (4, 1), (1, 1)])
+def test_observed_value_of_event_shape_or_full_shape_is_accepted(y_shape):
+    y = torch.full(y_shape, 0.5)
+
+    def likelihood(x):
+        pyro.sample("y", dist.Normal(x[:, :1], 0.1).to_event(1), obs=y)
+
+    out = ef.observe(likelihood)(torch.zeros(4, 2))
+    expected = -dist.Normal(torch.zeros(4, 1), 0.1).log_prob(torch.full((4, 1), 0.5)).sum(-1)
+    assert torch.allclose(out, expected)

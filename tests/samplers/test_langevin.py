@@ -218,3 +218,17 @@ def test_sparse_checks_still_stop_a_divergent_chain_and_say_where():
         sampler.run(field, torch.ones(4, 1), check_every=50)
     with pytest.raises(ValueError, match="check_every"):
         sampler.run(field, torch.ones(4, 1), check_every=0)
+
+
+def test_integer_fields_refuse_fractions_and_generators_must_be_generators():
+    from energyflow.errors import EnergyflowError
+
+    with pytest.raises(EnergyflowError, match=r"Langevin.num_steps must be an integer, got 2.5"):
+        ef.Langevin(num_steps=2.5)
+    with pytest.raises(EnergyflowError, match="MALA.num_steps"):
+        ef.MALA(num_steps=True)
+    field = ef.compile(ef.GaussianPotential(torch.zeros(2), torch.eye(2)))
+    with pytest.raises(TypeError, match=r"torch.Generator\(\).manual_seed\(0\)"):
+        ef.Langevin(num_steps=3).run(field, torch.zeros(4, 2), generator=0)
+    with pytest.raises(ef.FieldError, match="empty batch"):
+        ef.Langevin(num_steps=3).run(field, torch.zeros(0, 2))
