@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -45,6 +46,24 @@ __all__ = [
 
 SAMPLE_COLOR = "tab:orange"
 DATA_COLOR = "tab:blue"
+PHASE2_LABEL = "phase 2 (contrastive divergence) begins at step {step}"
+
+
+def _color_name(color: str) -> str:
+    """``"tab:orange"`` -> ``"orange"``: the colour as a word for titles."""
+    return color.removeprefix("tab:")
+
+
+def _check_axis_labels(axis_labels: tuple[str, str]) -> None:
+    if isinstance(axis_labels, str) or not isinstance(axis_labels, Sequence) or len(axis_labels) != 2:
+        raise InvalidValueError(f"axis_labels must be a pair of strings (x, y), got {axis_labels!r}")
+
+
+def _label_axes(ax: Axes, title: str | None, default_title: str, axis_labels: tuple[str, str]) -> None:
+    """Sets the title (``None``: ``default_title``; ``""``: none) and the x/y axis labels."""
+    ax.set_title(default_title if title is None else title)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
 
 
 def new_figure(figsize: tuple[float, float] = (5.0, 5.0), dpi: int = 100) -> tuple[Figure, Axes]:
@@ -99,6 +118,8 @@ def plot_energy_landscape(
     samples: Tensor | None = None,
     data: Tensor | None = None,
     chunk_size: int = 65536,
+    title: str | None = None,
+    axis_labels: tuple[str, str] = ("x1", "x2"),
 ) -> Figure:
     """Heat map and contours of a 2-D energy ``V`` on ``[-lim, lim]^2``.
 
@@ -116,6 +137,9 @@ def plot_energy_landscape(
         samples (Tensor | None): generated points ``(M, 2)`` to overlay.
         data (Tensor | None): data points ``(K, 2)`` to overlay.
         chunk_size (int): grid points per call of ``energy_fn``.
+        title (str | None): axes title; ``None`` gives ``"energy landscape"``, followed by
+            e.g. ``" with samples (orange) and data (blue)"`` for the overlays, ``""`` none.
+        axis_labels (tuple[str, str]): labels of the x and y axes.
 
     Returns:
         Figure: the figure drawn on.
@@ -128,6 +152,8 @@ def plot_energy_landscape(
         >>> fig = plot_energy_landscape(lambda x: x.norm(dim=1), resolution=16, samples=torch.zeros(3, 2))
         >>> len(fig.axes) >= 1
         True
+        >>> fig.axes[0].get_title(), fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+        ('energy landscape with samples (orange)', 'x1', 'x2')
     """
     if not callable(energy_fn):
         raise InvalidTypeError(f"energy_fn must be callable (N, 2) -> (N,), got {type(energy_fn).__name__}")
@@ -136,6 +162,7 @@ def plot_energy_landscape(
     if int(resolution) < 2:
         raise InvalidValueError(f"resolution must be at least 2, got {resolution}")
     resolution = int(resolution)
+    _check_axis_labels(axis_labels)
     sample_pts = _points(samples, "samples") if samples is not None else None
     data_pts = _points(data, "data") if data is not None else None
 
@@ -180,7 +207,10 @@ def plot_energy_landscape(
         ax.legend(loc="upper right", fontsize="small", markerscale=2)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
-    ax.set_title("energy landscape")
+    overlays = [f"{name} ({_color_name(color)})" for name, color, pts in
+                (("samples", SAMPLE_COLOR, sample_pts), ("data", DATA_COLOR, data_pts)) if pts is not None]
+    default_title = "energy landscape" + (" with " + " and ".join(overlays) if overlays else "")
+    _label_axes(ax, title, default_title, axis_labels)
     return fig
 
 
@@ -189,28 +219,38 @@ def plot_samples(
     reference: Tensor | None = None,
     ax: Axes | None = None,
     lim: float | None = 4.0,
+    title: str | None = None,
+    reference_label: str = "reference",
+    axis_labels: tuple[str, str] = ("x1", "x2"),
 ) -> Figure:
-    """Scatter plot of 2-D samples, optionally over reference data.
+    """Scatter plot of 2-D samples (orange), optionally over reference data (blue).
 
     Args:
         samples (Tensor): shape ``(N, 2)``.
         reference (Tensor | None): shape ``(M, 2)``, drawn underneath.
         ax (Axes | None): axes to draw on; a new figure if ``None``.
         lim (float | None): axis limits ``[-lim, lim]``; ``None`` autoscales.
+        title (str | None): axes title; ``None`` gives ``"samples (orange) vs <reference_label>
+            (blue)"`` (just ``"samples"`` without ``reference``), ``""`` none.
+        reference_label (str): name of ``reference`` in the legend and default title
+            (e.g. ``"data"``).
+        axis_labels (tuple[str, str]): labels of the x and y axes.
 
     Returns:
         Figure: the figure drawn on.
 
     Example:
-        >>> fig = plot_samples(torch.randn(10, 2, generator=torch.Generator().manual_seed(0)))
-        >>> len(fig.axes)
-        1
+        >>> fig = plot_samples(torch.randn(10, 2, generator=torch.Generator().manual_seed(0)),
+        ...                    reference=torch.zeros(5, 2), reference_label="data")
+        >>> len(fig.axes), fig.axes[0].get_title()
+        (1, 'samples (orange) vs data (blue)')
     """
     pts = _points(samples, "samples")
     ref = _points(reference, "reference") if reference is not None else None
+    _check_axis_labels(axis_labels)
     fig, ax = _figure_and_axes(ax)
     if ref is not None:
-        _scatter(ax, ref, DATA_COLOR, "reference")
+        _scatter(ax, ref, DATA_COLOR, reference_label)
     _scatter(ax, pts, SAMPLE_COLOR, "samples")
     if ref is not None:
         ax.legend(loc="upper right", fontsize="small", markerscale=2)
@@ -218,6 +258,11 @@ def plot_samples(
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
+    default_title = "samples"
+    if ref is not None:
+        default_title = (f"samples ({_color_name(SAMPLE_COLOR)}) vs {reference_label} "
+                         f"({_color_name(DATA_COLOR)})")
+    _label_axes(ax, title, default_title, axis_labels)
     return fig
 
 
@@ -226,6 +271,8 @@ def plot_trajectories(
     ax: Axes | None = None,
     max_paths: int = 200,
     lim: float | None = 4.0,
+    title: str | None = None,
+    axis_labels: tuple[str, str] = ("x1", "x2"),
 ) -> Figure:
     """Paths of 2-D particles through time, with start and end points marked.
 
@@ -235,6 +282,9 @@ def plot_trajectories(
         ax (Axes | None): axes to draw on; a new figure if ``None``.
         max_paths (int): draw at most the first ``max_paths`` particles.
         lim (float | None): axis limits ``[-lim, lim]``; ``None`` autoscales.
+        title (str | None): axes title; ``None`` gives ``"sampler trajectories (N paths)"``,
+            ``""`` none.
+        axis_labels (tuple[str, str]): labels of the x and y axes.
 
     Returns:
         Figure: the figure drawn on.
@@ -244,8 +294,9 @@ def plot_trajectories(
 
     Example:
         >>> traj = torch.linspace(0, 1, 5).reshape(5, 1, 1) * torch.ones(5, 3, 2)
-        >>> len(plot_trajectories(traj).axes)
-        1
+        >>> fig = plot_trajectories(traj)
+        >>> len(fig.axes), fig.axes[0].get_title()
+        (1, 'sampler trajectories (3 paths)')
     """
     traj = _to_numpy(trajectory, "trajectory")
     if traj.ndim != 3 or traj.shape[2] != 2 or traj.shape[0] < 1:
@@ -254,6 +305,7 @@ def plot_trajectories(
         )
     if int(max_paths) < 1:
         raise InvalidValueError(f"max_paths must be at least 1, got {max_paths}")
+    _check_axis_labels(axis_labels)
     traj = traj[:, : int(max_paths)]
     fig, ax = _figure_and_axes(ax)
     from matplotlib.collections import LineCollection
@@ -269,6 +321,8 @@ def plot_trajectories(
     else:
         ax.autoscale_view()
     ax.set_aspect("equal")
+    n_paths = traj.shape[1]
+    _label_axes(ax, title, f"sampler trajectories ({n_paths} path{'s' if n_paths != 1 else ''})", axis_labels)
     return fig
 
 
@@ -328,36 +382,73 @@ def plot_loss_curves(
     x_key: str = "step",
     ax: Axes | None = None,
     log_y: bool = False,
+    title: str | None = None,
+    ylabel: str | None = None,
+    phase2_step: int | None = None,
 ) -> Figure:
     """Curves of logged scalars (one line per key) against a step counter.
 
+    Energy Matching trains in two phases: phase 1 (OT flow matching only) for the first
+    ``warmup_steps`` steps, then phase 2 adds contrastive divergence. The start of phase 2
+    is marked by a vertical dashed line labelled ``"phase 2 (contrastive divergence) begins
+    at step N"`` in the legend, at ``x = N``, where ``N`` is
+
+    * ``phase2_step`` when it is given, or else
+    * inferred from a ``"phase"`` key in the records (as the trainer logs it, ``1`` or
+      ``2``): the ``x_key`` value of the last phase-1 record right before the first
+      phase-2 record. The trainer logs ``step`` after the update, so with every step
+      logged (or ``log_every`` dividing ``warmup_steps``) this is exactly
+      ``warmup_steps``; otherwise it is the last logged phase-1 step, and the line still
+      separates the phase-1 points (left of or on it) from the phase-2 points (right).
+      Records whose phase is not 1 or 2 (e.g. a string) are ignored; without a switch
+      from 1 to 2 nothing is inferred.
+
+    The line is only drawn when ``N`` lies within the plotted x range (from the smallest to
+    the largest x of the drawn points, inclusive).
+
     Args:
         records (Sequence[dict]): one dict per logging event, e.g.
-            ``{"step": 10, "loss": 0.3, "loss_ot": 0.2}``. A record missing a key (or
-            holding a non-finite value) is skipped for that key.
+            ``{"step": 10, "phase": 1, "loss": 0.3, "flow": 0.3, "cd": nan}``. A record
+            missing a key (or holding a non-finite value) is skipped for that key.
         keys (Sequence[str] | None): which keys to plot; ``None`` plots every numeric key
-            except ``x_key``.
+            except ``x_key`` and ``"phase"``.
         x_key (str): key of the x axis; if a record lacks it, its index is used.
         ax (Axes | None): axes to draw on; a new figure if ``None``.
         log_y (bool): logarithmic y axis (non-positive values are then skipped).
+        title (str | None): axes title; ``None`` gives ``"training loss"``, ``""`` none.
+        ylabel (str | None): y-axis label; ``None`` gives ``"loss"``, or
+            ``"loss (log scale)"`` with ``log_y``.
+        phase2_step (int | None): the step (in units of ``x_key``) at which phase 2 begins,
+            e.g. the training config's ``warmup_steps``; ``None`` infers it from the
+            records' ``"phase"`` key when they show a switch (see above), else no line.
 
     Returns:
         Figure: the figure drawn on.
 
     Raises:
         ValueError: ``records`` is empty or not dicts, or no asked-for key is present.
+        TypeError: ``phase2_step`` is neither an int nor ``None``.
 
     Example:
-        >>> fig = plot_loss_curves([{"step": i, "loss": 1.0 / (i + 1)} for i in range(5)], ["loss"])
-        >>> fig.axes[0].get_lines()[0].get_label()
-        'loss'
+        >>> records = [{"step": s, "phase": 1 if s <= 30 else 2, "loss": 1.0 / s} for s in range(10, 101, 10)]
+        >>> fig = plot_loss_curves(records, ["loss"])
+        >>> ax = fig.axes[0]
+        >>> ax.get_lines()[0].get_label(), ax.get_title(), ax.get_xlabel(), ax.get_ylabel()
+        ('loss', 'training loss', 'step', 'loss')
+        >>> [t.get_text() for t in ax.get_legend().get_texts()]
+        ['loss', 'phase 2 (contrastive divergence) begins at step 30']
     """
     if isinstance(records, dict) or not isinstance(records, Sequence) or len(records) == 0:
         raise InvalidValueError("records must be a non-empty list of dicts, e.g. [{'step': 0, 'loss': 1.2}, ...]")
     if not all(isinstance(r, dict) for r in records):
         raise InvalidValueError("every record must be a dict of logged scalars")
+    if phase2_step is not None and (isinstance(phase2_step, bool)
+                                    or not isinstance(phase2_step, numbers.Integral)):
+        raise InvalidTypeError(
+            f"phase2_step must be an int step (e.g. warmup_steps) or None, got {type(phase2_step).__name__}"
+        )
 
-    def scalar(v: Any) -> float | None:
+    def scalar(v: Any, positive: bool = log_y) -> float | None:
         if isinstance(v, Tensor):
             if v.numel() != 1:
                 return None
@@ -365,37 +456,60 @@ def plot_loss_curves(
         if isinstance(v, (bool, str)) or not isinstance(v, (int, float, np.integer, np.floating)):
             return None
         v = float(v)
-        return v if math.isfinite(v) and (v > 0 or not log_y) else None
+        return v if math.isfinite(v) and (v > 0 or not positive) else None
+
+    def x_of(i: int, r: dict[str, Any]) -> float:
+        x = scalar(r.get(x_key), positive=False) if x_key in r else None
+        return float(i) if x is None else x
 
     if keys is None:
         seen: dict[str, None] = {}
         for r in records:
             for k, v in r.items():
-                if k != x_key and scalar(v) is not None:
+                if k not in (x_key, "phase") and scalar(v) is not None:
                     seen.setdefault(k)
         keys = list(seen)
     elif isinstance(keys, str):
         keys = [keys]
     fig, ax = _figure_and_axes(ax, figsize=(6.0, 4.0))
     drawn = 0
+    x_min, x_max = math.inf, -math.inf
     for key in keys:
         xs, ys = [], []
         for i, r in enumerate(records):
             y = scalar(r.get(key))
             if y is None:
                 continue
-            x = scalar(r.get(x_key)) if x_key in r else None
-            xs.append(float(i) if x is None else x)
+            xs.append(x_of(i, r))
             ys.append(y)
         if ys:
             ax.plot(xs, ys, label=key, linewidth=1.0)
             drawn += 1
+            x_min, x_max = min(x_min, *xs), max(x_max, *xs)
     if drawn == 0:
         present = sorted({k for r in records for k in r})
         raise InvalidValueError(f"none of the keys {list(keys)} holds a numeric value; the records have: {present}")
+
+    marker: float | None = float(phase2_step) if phase2_step is not None else None
+    if marker is None:
+        last_phase1: float | None = None
+        for i, r in enumerate(records):
+            phase = scalar(r.get("phase"), positive=False)
+            if phase == 1.0:
+                last_phase1 = x_of(i, r)
+            elif phase == 2.0:
+                marker = last_phase1  # None when phase 2 came first: no switch seen
+                break
+    if marker is not None and x_min <= marker <= x_max:
+        step_text = str(int(marker)) if marker.is_integer() else f"{marker:g}"
+        ax.axvline(marker, color="0.25", linestyle="--", linewidth=1.0,
+                   label=PHASE2_LABEL.format(step=step_text))
+
     if log_y:
         ax.set_yscale("log")
+    ax.set_title("training loss" if title is None else title)
     ax.set_xlabel(x_key)
+    ax.set_ylabel(ylabel if ylabel is not None else ("loss (log scale)" if log_y else "loss"))
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig

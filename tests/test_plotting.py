@@ -115,6 +115,117 @@ def test_plot_loss_curves(tmp_path):
         plot_loss_curves(records, keys=["missing"])
 
 
+def em_records(steps=range(10, 101, 10), warmup: int | None = None) -> list[dict]:
+    """Trainer-like records; with ``warmup``, a ``"phase"`` key switching from 1 to 2 after it."""
+    out = []
+    for s in steps:
+        r = {"step": s, "loss": 1.0 / s, "flow": 0.5 / s, "cd": float("nan")}
+        if warmup is not None:
+            r["phase"] = 1 if s <= warmup else 2
+            r["cd"] = 0.1 / s if s > warmup else float("nan")
+        out.append(r)
+    return out
+
+
+def vertical_lines(ax) -> list:
+    """The lines of ``ax`` that are vertical (both x data points equal)."""
+    return [line for line in ax.get_lines() if len(set(map(float, line.get_xdata()))) == 1
+            and len(line.get_xdata()) == 2]
+
+
+def legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+def test_loss_curves_have_title_and_axis_labels():
+    ax = plot_loss_curves(em_records(), ["loss", "flow", "cd"]).axes[0]
+    assert ax.get_title() == "training loss"
+    assert ax.get_xlabel() == "step"
+    assert ax.get_ylabel() == "loss"
+    log_ax = plot_loss_curves(em_records(), ["loss"], log_y=True).axes[0]
+    assert log_ax.get_ylabel() == "loss (log scale)" and log_ax.get_yscale() == "log"
+    custom = plot_loss_curves(em_records(), ["loss"], title="run 7", ylabel="objective").axes[0]
+    assert (custom.get_title(), custom.get_ylabel()) == ("run 7", "objective")
+
+
+def test_loss_curves_mark_phase2_start(tmp_path):
+    fig = plot_loss_curves(em_records(), ["loss", "flow", "cd"], phase2_step=50)
+    ax = fig.axes[0]
+    (line,) = vertical_lines(ax)
+    assert [float(x) for x in line.get_xdata()] == [50.0, 50.0]
+    assert line.get_linestyle() == "--"
+    assert "phase 2" in line.get_label() and "step 50" in line.get_label()
+    phase2_texts = [t for t in legend_texts(ax) if "phase 2" in t]
+    assert phase2_texts == ["phase 2 (contrastive divergence) begins at step 50"]
+    assert_png(save_figure(fig, tmp_path / "loss_phase2.png"))
+    # also on a log axis (the line spans the axes whatever the y scale)
+    assert len(vertical_lines(plot_loss_curves(em_records(), ["loss"], log_y=True, phase2_step=50).axes[0])) == 1
+
+
+def test_loss_curves_no_phase2_marker_without_phase_info():
+    ax = plot_loss_curves(em_records(), ["loss", "flow", "cd"]).axes[0]
+    assert vertical_lines(ax) == []
+    assert not any("phase 2" in t for t in legend_texts(ax))
+    assert legend_texts(ax) == ["loss", "flow"]  # "cd" is all NaN: no line
+    # outside the plotted step range (10..100): no line either
+    for outside in (5, 101):
+        assert vertical_lines(plot_loss_curves(em_records(), ["loss"], phase2_step=outside).axes[0]) == []
+    with pytest.raises(TypeError, match="phase2_step"):
+        plot_loss_curves(em_records(), ["loss"], phase2_step=50.5)
+    with pytest.raises(TypeError, match="phase2_step"):
+        plot_loss_curves(em_records(), ["loss"], phase2_step=True)
+
+
+def test_loss_curves_infer_phase2_from_records():
+    # the trainer logs the step after the update: phase 2 steps are > warmup_steps
+    ax = plot_loss_curves(em_records(warmup=50), ["loss", "flow", "cd"]).axes[0]
+    (line,) = vertical_lines(ax)
+    assert [float(x) for x in line.get_xdata()] == [50.0, 50.0]
+    assert "phase 2 (contrastive divergence) begins at step 50" in legend_texts(ax)
+    # an explicit phase2_step wins over the records
+    (line,) = vertical_lines(plot_loss_curves(em_records(warmup=50), ["loss"], phase2_step=70).axes[0])
+    assert float(line.get_xdata()[0]) == 70.0
+    # no switch from 1 to 2 (all phase 1, all phase 2, non-numeric phase): no line
+    for records in (em_records(warmup=1000), em_records(warmup=0),
+                    [dict(r, phase="warmup") for r in em_records()]):
+        assert vertical_lines(plot_loss_curves(records, ["loss"]).axes[0]) == []
+    # "phase" is a label, not a curve: automatic keys leave it out
+    auto = plot_loss_curves(em_records(warmup=50))
+    assert {line.get_label() for line in auto.axes[0].get_lines()} == {
+        "loss", "flow", "cd", "phase 2 (contrastive divergence) begins at step 50"}
+
+
+def test_2d_plots_have_titles_and_axis_labels():
+    pts = torch.randn(40, 2, generator=gen(4))
+    samples = plot_samples(pts).axes[0]
+    assert (samples.get_title(), samples.get_xlabel(), samples.get_ylabel()) == ("samples", "x1", "x2")
+    versus = plot_samples(pts, reference=pts + 1).axes[0]
+    # the title says which colour is which: samples are orange, the reference blue
+    assert versus.get_title() == "samples (orange) vs reference (blue)"
+    data = plot_samples(pts, reference=pts + 1, reference_label="data").axes[0]
+    assert data.get_title() == "samples (orange) vs data (blue)"
+    assert legend_texts(data) == ["data", "samples"]
+    assert plot_samples(pts, title="").axes[0].get_title() == ""
+
+    landscape = plot_energy_landscape(lambda x: x.pow(2).sum(1), resolution=10).axes[0]
+    assert (landscape.get_title(), landscape.get_xlabel(), landscape.get_ylabel()) == (
+        "energy landscape", "x1", "x2")
+    overlaid = plot_energy_landscape(lambda x: x.pow(2).sum(1), resolution=10, samples=pts, data=pts).axes[0]
+    assert overlaid.get_title() == "energy landscape with samples (orange) and data (blue)"
+    custom = plot_energy_landscape(lambda x: x.pow(2).sum(1), resolution=10, title="V after 5k steps",
+                                   axis_labels=("a", "b")).axes[0]
+    assert (custom.get_title(), custom.get_xlabel(), custom.get_ylabel()) == ("V after 5k steps", "a", "b")
+
+    t = torch.linspace(0, 1, 5).view(-1, 1, 1)
+    traj = plot_trajectories((1 - t) * pts + t * (pts + 1), max_paths=10).axes[0]
+    assert traj.get_title() == "sampler trajectories (10 paths)"
+    assert (traj.get_xlabel(), traj.get_ylabel()) == ("x1", "x2")
+    assert plot_trajectories((1 - t) * pts, title="paths").axes[0].get_title() == "paths"
+    with pytest.raises(ValueError, match="axis_labels"):
+        plot_samples(pts, axis_labels="x1")
+
+
 def test_save_figure_atomic_and_creates_dirs(tmp_path):
     fig, ax = new_figure()
     ax.plot([0, 1], [0, 1])

@@ -405,10 +405,17 @@ class ToyDomain:
         return {"w2": _metrics.wasserstein2(x, y), "mmd": _metrics.mmd(x, y)}
 
     def plot(self, samples: Tensor, reference: Tensor | None = None, ax: Axes | None = None) -> Figure:
-        """Scatter plot of ``samples`` (and ``reference``) in ``[-4, 4]^2``; returns the Figure."""
-        from energyflow.plotting import plot_samples
+        """Scatter plot of ``samples`` (and ``reference``) in ``[-4, 4]^2``; returns the Figure.
 
-        return plot_samples(samples, reference=reference, ax=ax)
+        The title names the data set and the colours, e.g. ``"eight_gaussians: samples (orange)
+        vs data (blue)"``; the legend calls ``reference`` "data".
+        """
+        from energyflow.plotting import DATA_COLOR, SAMPLE_COLOR, plot_samples
+
+        title = f"{self.dataset}: samples"
+        if reference is not None:
+            title += f" ({SAMPLE_COLOR.removeprefix('tab:')}) vs data ({DATA_COLOR.removeprefix('tab:')})"
+        return plot_samples(samples, reference=reference, ax=ax, title=title, reference_label="data")
 
     def __repr__(self) -> str:
         return f"ToyDomain(dataset={self.dataset!r}, source={self.source!r})"

@@ -181,6 +181,8 @@ def test_plot_returns_a_figure(digits):
     fig = digits.plot(digits.sample_data(10, gen(0)))
     fig2 = digits.plot(digits.sample_data(10, gen(0)), reference=digits.test_data()[:12])
     assert fig.axes and fig2.axes
+    assert fig.axes[0].get_title() == "samples"
+    assert fig2.axes[0].get_title() == "samples (top) / data (bottom)"
     plt.close(fig)
     plt.close(fig2)
 

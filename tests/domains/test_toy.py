@@ -164,3 +164,14 @@ def test_toy_domain_metrics():
     assert bad["mmd"] > 5 * max(good["mmd"], 1e-3)
     with pytest.raises(ValueError, match=r"\(B, 2\)"):
         domain.metrics(torch.zeros(10, 3), ref)
+
+
+def test_plot_titles_name_the_colours():
+    domain = ToyDomain("8gaussians")
+    x = domain.sample_data(50, gen(0))
+    ax = domain.plot(x, reference=x + 0.1).axes[0]
+    # plot_samples draws samples in orange over the data in blue
+    assert ax.get_title() == "eight_gaussians: samples (orange) vs data (blue)"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x1", "x2")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "samples"]
+    assert domain.plot(x).axes[0].get_title() == "eight_gaussians: samples"
