@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/energyflow demo --out runs/demo
+	$(BIN)/energyflow demo --out runs/demo --force  # runs/demo is the demo's own folder: --force replaces only its files
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2

@@ -1,7 +1,10 @@
-"""The energyflow command line: train, sample, evaluate, demo.
+"""The energyflow command line: train, sample, condition, evaluate, demo.
 
-Every command turns a user mistake (bad argument, missing or corrupt file, invalid
-config) into one line on stderr and exit code 2, never a traceback.
+Every command turns a user mistake (an energyflow error: bad argument, missing or
+unsafe checkpoint, invalid config, missing device; or an OS error about a path) into
+one line on stderr and exit code 2. Anything else is a bug in energyflow: it keeps its
+traceback, says so, and exits with code 1. ``energyflow --debug COMMAND ...`` re-raises
+every error with its traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -19,6 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from energyflow.errors import EnergyflowError, InvalidValueError, OutputPathError
+
 app = typer.Typer(
     name="energyflow",
     help="Energy Matching: train a scalar potential, sample it, evaluate it.",
@@ -27,34 +33,77 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(soft_wrap=True)  # no hard wraps: printed paths stay copy-pastable when piped
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+# The longest sampler run a command accepts (the presets take 200-325 steps).
+MAX_SAMPLER_STEPS = 100_000
+# Fewer AIS levels than this give log Z estimates that are off by nats on trained models.
+MIN_AIS_STEPS = 10
+
+_settings = {"debug": False}
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from energyflow.field import FieldError
-    from energyflow.registry import RegistryError
-    from energyflow.samplers.base import DivergenceError
-    from energyflow.training.checkpoint import CheckpointError
-    from energyflow.training.config import ConfigError
-    from energyflow.training.trainer import TrainingDiverged
+def _rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
-    return (ConfigError, CheckpointError, FieldError, RegistryError, DivergenceError, TrainingDiverged,
-            FloatingPointError, FileNotFoundError, FileExistsError, ValueError, TypeError)
+
+def _quiet_unless_rank_zero() -> None:
+    """Under torchrun only rank 0 prints progress, tables and paths (errors print on every rank)."""
+    console.quiet = _rank() != 0
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of every error, user errors included."),
+) -> None:
+    """Energy Matching: train a scalar potential, sample it, evaluate it."""
+    _settings["debug"] = debug
+
+
+def _is_path_error(err: BaseException) -> bool:
+    """An OS error about a file or folder the user named (not, say, a failed socket)."""
+    return isinstance(err, OSError) and (
+        isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError))
+        or getattr(err, "filename", None) is not None
+    )
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if isinstance(err, OSError) and not isinstance(err, EnergyflowError) and err.strerror:
+        text = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Runs a command, turning expected errors into one line and exit code 2."""
+    """Runs a command: user errors become one line and exit 2, bugs keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except _user_errors() as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except Exception as err:
+            if _settings["debug"]:
+                raise
+            prefix = f"[rank {_rank()}] " if _rank() != 0 else ""
+            if isinstance(err, EnergyflowError) or _is_path_error(err):
+                err_console.print(f"[bold red]error:[/] {prefix}{_one_line(err)}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            import traceback
+
+            traceback.print_exception(err)
+            err_console.print(
+                f"[bold red]internal error:[/] {prefix}this is a bug in energyflow, not a problem with your input "
+                f"({type(err).__name__}). Please report it with the traceback above.",
+                highlight=False, soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -63,7 +112,7 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise InvalidValueError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
         try:
             out[key.strip()] = json.loads(value)
@@ -109,10 +158,10 @@ def _run_training(trainer, total: int) -> Any:
 @friendly
 def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create."),
-    domain: Optional[str] = typer.Option(None, help="Domain (toy)."),
-    dataset: Optional[str] = typer.Option(None, help="Data set of the domain (e.g. moons, checkerboard)."),
+    domain: Optional[str] = typer.Option(None, help="Domain: toy or image (each brings its default preset)."),
+    dataset: Optional[str] = typer.Option(None, help="Data set of the domain (e.g. moons, checkerboard, digits)."),
     source: Optional[str] = typer.Option(None, help="Where the flow starts (gaussian or a toy set)."),
-    preset: Optional[str] = typer.Option(None, help="Paper preset: toy, mnist, cifar10, aav (default: toy)."),
+    preset: Optional[str] = typer.Option(None, help="Paper preset: toy, mnist, cifar10 (default: the domain's)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML or YAML config file."),
     steps: Optional[int] = typer.Option(None, help="Total training steps."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
@@ -123,31 +172,46 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
 ) -> None:
     """Train a potential by Energy Matching."""
+    from energyflow.outputs import check_output_dir
     from energyflow.training import Trainer, resolve_config
     from energyflow.training.checkpoint import load_checkpoint
-    from energyflow.training.config import build_config
+    from energyflow.training.config import CONFIG_HEADER, build_config
 
+    _quiet_unless_rank_zero()
     overrides = dict(domain=domain, dataset=dataset, source=source, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, device=device)
     overrides.update(_parse_overrides(set_))
     if resume is not None:
         if out is not None and out != resume:
-            raise ValueError("give either --out for a new run or --resume for an existing one, not both")
+            raise InvalidValueError("give either --out for a new run or --resume for an existing one, not both")
+        if preset is not None or config is not None:
+            raise InvalidValueError("--resume continues a run with its saved config; --preset and --config apply to new runs")
         state = load_checkpoint(resume)
-        base = {k: v for k, v in state["config"].items()}
+        base = dict(state["config"])
         base.update({k: v for k, v in overrides.items() if v is not None})
         cfg = build_config(base)
-        run_dir = resume
+        if cfg.steps < int(state["step"]):
+            raise InvalidValueError(
+                f"{resume} is at step {int(state['step'])}; --steps {cfg.steps} is below it "
+                f"(give --steps {int(state['step'])} or more to continue)"
+            )
+        run_dir = check_output_dir(resume, "--resume")
         trainer = Trainer(cfg, run_dir, resume=True)
         console.print(f"resuming {run_dir} at step {trainer.step}/{cfg.steps}")
     else:
         if out is None:
-            raise ValueError("--out is required for a new run (or use --resume DIR)")
+            raise InvalidValueError("--out is required for a new run (or use --resume DIR)")
         if (out / "checkpoints" / "last.pt").exists():
-            raise FileExistsError(f"{out} already holds a run; continue it with --resume {out} or pick another --out")
-        cfg = resolve_config(preset or ("toy" if config is None else None), config, overrides)
-        run_dir = out
+            raise OutputPathError(f"{out} already holds a run; continue it with --resume {out} or pick another --out")
+        own_config = out / "config.toml"
+        if own_config.is_file() and not own_config.read_text(errors="replace").startswith(CONFIG_HEADER):
+            raise OutputPathError(f"{own_config} is not an energyflow run config and the run would overwrite it; "
+                                  "pick another --out")
+        cfg = resolve_config(preset, config, overrides)
+        run_dir = check_output_dir(out, "--out")
         trainer = Trainer(cfg, run_dir)
+        for old in trainer.set_aside:
+            console.print(f"note: {run_dir} held the log of an earlier, unfinished run; it is now {old}")
     result = _run_training(trainer, cfg.steps)
     _print_metrics(result.eval_metrics, title=f"evaluation at step {result.step}")
     console.print(f"run directory: [bold]{result.run_dir}[/]")
@@ -188,7 +252,7 @@ def _likelihood_metrics(potential, cfg, domain, n: int, *, nll: bool, ais_chains
     out: dict[str, float] = {}
     if nll:
         if not cfg.eps_max > 0:
-            raise ValueError("--nll needs a run with eps_max > 0: its density is exp(-V / eps_max)")
+            raise InvalidValueError("--nll needs a run with eps_max > 0: its density is exp(-V / eps_max)")
         with Progress(TextColumn("AIS log Z"), BarColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
             bar.add_task("ais", total=None)
             est = log_partition(potential, dim=event, temperature=cfg.eps_max, num_chains=ais_chains,
@@ -203,6 +267,11 @@ def _likelihood_metrics(potential, cfg, domain, n: int, *, nll: bool, ais_chains
     return out
 
 
+def _check_t_end(t_end: Optional[float]) -> None:
+    if t_end is not None and not (math.isfinite(t_end) and t_end > 0):
+        raise InvalidValueError(f"--t-end must be a finite number > 0, got {t_end:g}")
+
+
 def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, device: str, record_every=None):
     import torch
 
@@ -211,17 +280,21 @@ def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, de
     from energyflow.training.trainer import load_potential, resolve_device, sampler_for
 
     if n <= 0:
-        raise ValueError(f"--n must be positive, got {n}")
-    if t_end is not None and not t_end > 0:
-        raise ValueError(f"--t-end must be positive, got {t_end}")
+        raise InvalidValueError(f"--n must be positive, got {n}")
+    _check_t_end(t_end)
     sampler_cls = SAMPLERS.get(sampler)
-    potential, cfg, domain = load_potential(run, device=device)
     dev = resolve_device(device)
+    potential, cfg, domain = load_potential(run, device=device)
+    t_end = t_end if t_end is not None else cfg.sample_t_end
+    em = sampler_for(cfg, t_end=t_end)
+    if em.steps > MAX_SAMPLER_STEPS:
+        raise InvalidValueError(
+            f"--t-end {t_end:g} would take {em.steps:,} sampler steps of dt={cfg.step_size:g} (the run's "
+            f"tau_s={cfg.sample_t_end:g} takes {sampler_for(cfg).steps:,}); at most {MAX_SAMPLER_STEPS:,} are allowed"
+        )
     field = compile_field(potential, domain.space)
     gen = torch.Generator(dev).manual_seed(seed)
     x0 = domain.sample_source(n, generator=torch.Generator().manual_seed(seed)).to(dev)
-    t_end = t_end if t_end is not None else cfg.sample_t_end
-    em = sampler_for(cfg, t_end=t_end)
     if sampler == "langevin":
         return em.run(field, x0, generator=gen, record_every=record_every), potential, cfg, domain
     if sampler == "flow":
@@ -239,16 +312,25 @@ def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, de
 def sample(
     run: Path = typer.Argument(..., help="Run directory or checkpoint file."),
     n: int = typer.Option(2000, "--n", help="Number of samples."),
-    out: Path = typer.Option(Path("samples.pt"), "--out", "-o", help="Output tensor file (.pt)."),
+    out: Path = typer.Option(Path("samples.pt"), "--out", "-o", help="Output tensor file (.pt); never a checkpoint."),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="Sampler end time tau_s (default: the run's)."),
     sampler: str = typer.Option("langevin", help="langevin, flow, mala, hmc or nuts."),
     seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("cpu", help="cpu, cuda, ..."),
-    plot: bool = typer.Option(True, help="Write a plot next to the output."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, ..."),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a plot next to the output (same name, .png)."),
 ) -> None:
     """Draw samples from a trained run; writes a tensor file and a plot."""
     import torch
 
+    from energyflow.outputs import check_output_file
+
+    checkpoint = run if run.is_file() else run / "checkpoints" / "last.pt"
+    check_output_file(out, "--out", protect=(checkpoint,))
+    plot_path = out.with_suffix(".png")
+    if plot and plot_path == out:
+        raise OutputPathError(f"--out {out} is where the plot goes; name the tensor file .pt (or pass --no-plot)")
+    if plot:
+        check_output_file(plot_path, "the plot next to --out", protect=(checkpoint,))
     result, _, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
     samples = result.samples.detach().cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -263,7 +345,7 @@ def sample(
 
         ref = domain.sample_data(min(samples.shape[0], 64 if samples.dim() > 2 else samples.shape[0]),
                                  generator=torch.Generator().manual_seed(seed + 1))
-        path = plotting.save_figure(domain.plot(samples, reference=ref), out.with_suffix(".png"))
+        path = plotting.save_figure(domain.plot(samples, reference=ref), plot_path)
         console.print(f"plot: {path}")
 
 
@@ -275,19 +357,30 @@ def evaluate(
     t_end: Optional[float] = typer.Option(None, "--t-end", help="Sampler end time tau_s."),
     sampler: str = typer.Option("langevin", help="Sampler (see `sample`)."),
     seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, ..."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
-    nll: bool = typer.Option(False, "--nll", help="Also the NLL of held-out data under exp(-V/eps_max), log Z by AIS."),
-    ais_chains: int = typer.Option(512, "--ais-chains", help="AIS chains for --nll."),
-    ais_steps: int = typer.Option(200, "--ais-steps", help="AIS temperature levels for --nll."),
+    nll: bool = typer.Option(False, "--nll/--no-nll", help="Also the NLL of held-out data under exp(-V/eps_max), log Z by AIS."),
+    ais_chains: int = typer.Option(512, "--ais-chains", help="AIS chains for --nll (>= 2)."),
+    ais_steps: int = typer.Option(200, "--ais-steps", help=f"AIS temperature levels for --nll (>= {MIN_AIS_STEPS})."),
     lid: int = typer.Option(0, "--lid", help="Also the local intrinsic dimension at this many held-out points."),
     lid_threshold: float = typer.Option(0.1, "--lid-threshold", help="LID: curvature below this fraction of the largest is flat."),
 ) -> None:
     """The domain's metrics on fresh samples against fresh data; optionally NLL and LID."""
     import torch
 
+    from energyflow.outputs import check_output_file
+
     if lid < 0:
-        raise ValueError(f"--lid must be >= 0, got {lid}")
+        raise InvalidValueError(f"--lid must be >= 0, got {lid}")
+    if nll and ais_steps < MIN_AIS_STEPS:
+        raise InvalidValueError(
+            f"--ais-steps must be >= {MIN_AIS_STEPS}, got {ais_steps}: with fewer annealing levels the AIS estimate "
+            "of log Z, and so the NLL, is off by nats (the default is 200)"
+        )
+    if nll and ais_chains < 2:
+        raise InvalidValueError(f"--ais-chains must be >= 2 for a standard error, got {ais_chains}")
+    if json_out is not None:
+        check_output_file(json_out, "--json")
     result, potential, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
     ref = domain.sample_data(n, generator=torch.Generator().manual_seed(seed + 10_007))
     metrics = {k: float(v) for k, v in domain.metrics(result.samples.detach().cpu(), ref).items()}
@@ -312,7 +405,9 @@ def condition(
     chains: int = typer.Option(16, help="Posterior draws per image (their mean is the MMSE estimate)."),
     noise: Optional[float] = typer.Option(None, help="Measurement noise std (default: per task)."),
     repulsion: Optional[float] = typer.Option(None, help="Repulsion bandwidth sigma among chains (default 2.0, measured on digits)."),
-    no_repulsion: bool = typer.Option(False, "--no-repulsion", help="Skip the run with repulsion."),
+    compare_repulsion: bool = typer.Option(
+        True, "--compare-repulsion/--no-repulsion", help="Also sample with repulsion among the chains and compare (default).",
+    ),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="Sampler end time tau_s (default: the run's)."),
     guidance: bool = typer.Option(
         True, "--guidance/--no-guidance",
@@ -323,16 +418,19 @@ def condition(
         None, "--guidance-weight", help="Weight of -log p(y|x) under guidance (default eps_max: the exact posterior).",
     ),
     seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("cpu", help="cpu, cuda, ..."),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, ..."),
 ) -> None:
     """Solve an inverse problem (inpainting, denoising, deblurring) with a trained image model."""
     from energyflow.inverse import condition_run
+    from energyflow.outputs import check_output_dir
 
     if chains < 1:
-        raise ValueError(f"--chains must be >= 1, got {chains}")
+        raise InvalidValueError(f"--chains must be >= 1, got {chains}")
+    _check_t_end(t_end)
+    check_output_dir(out, "--out")
     report = condition_run(
         str(run), task, str(out), num_images=n_images, chains=chains, noise=noise,
-        repulsion_sigma=repulsion, compare_repulsion=not no_repulsion, t_end=t_end, seed=seed, device=device,
+        repulsion_sigma=repulsion, compare_repulsion=compare_repulsion, t_end=t_end, seed=seed, device=device,
         guidance=guidance, guidance_weight=guidance_weight,
     )
     table = Table(title=f"{task}: {n_images} held-out images, {chains} draws each")
@@ -346,29 +444,64 @@ def condition(
         console.print(f"wrote {path}")
 
 
+# What `energyflow demo` writes into its run directory, and the file that marks a folder as its own.
+DEMO_FILES = ("config.toml", "metrics.jsonl", "checkpoints/last.pt", "plots/loss.png", "plots/landscape.png",
+              "plots/samples.png", "plots/trajectories.png")
+DEMO_MARKER = ".energyflow-demo"
+
+
+def _prepare_demo_dir(out: Path, force: bool) -> None:
+    """Empties the demo's own files from ``out``, never anything else.
+
+    A folder the demo made (it holds :data:`DEMO_MARKER`) is reused; any other non-empty
+    folder is refused unless ``force``, and even then only :data:`DEMO_FILES` go.
+    """
+    from energyflow.outputs import check_output_dir
+
+    check_output_dir(out, "--out")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file() and not force:
+            raise OutputPathError(
+                f"--out {out} is not empty and was not made by `energyflow demo`; choose a new folder, or pass --force "
+                f"to replace only the demo's own files in it ({', '.join(DEMO_FILES)})"
+            )
+        for name in DEMO_FILES:
+            (out / name).unlink(missing_ok=True)
+        for folder in (out / "checkpoints", out / "plots"):
+            if folder.is_dir():
+                for tmp in folder.glob(".last.pt.*.tmp"):
+                    tmp.unlink()
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("made by `energyflow demo`, which may replace its own files here: "
+                                   + ", ".join(DEMO_FILES) + "\n")
+
+
 @app.command()
 @friendly
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory (a new folder, or one the demo made)."),
     steps: int = typer.Option(4500, help="Training steps in all."),
     cd_steps: int = typer.Option(500, "--cd-steps", help="Of which the last ones add contrastive divergence (phase 2)."),
     seed: int = typer.Option(0, help="Random seed."),
+    force: bool = typer.Option(
+        False, "--force", help="Use a non-empty folder the demo did not make, replacing only the demo's own files in it.",
+    ),
 ) -> None:
     """The paper's 2-D task (8 Gaussians -> two moons) on a CPU in a few minutes."""
-    import shutil
-
     from energyflow.training import Trainer, resolve_config
 
+    _quiet_unless_rank_zero()
     if not 0 <= cd_steps <= steps:
-        raise ValueError(f"--cd-steps must lie in [0, --steps={steps}], got {cd_steps}")
-    if (out / "checkpoints" / "last.pt").exists():
-        shutil.rmtree(out)  # the demo always starts afresh
+        raise InvalidValueError(f"--cd-steps must lie in [0, --steps={steps}], got {cd_steps}")
     cfg = resolve_config(
         "toy",
         overrides=dict(steps=steps, phase1_steps=max(0, steps - cd_steps), seed=seed, lr=1e-3, lr_warmup_steps=100,
                        num_langevin_steps=200, eval_every=steps, checkpoint_every=max(1, steps // 4),
                        eval_samples=2000, ema_decay=0.99),
     )
+    _prepare_demo_dir(out, force)
     console.print(
         f"Energy Matching on 8 Gaussians -> two moons: {cfg.steps} steps "
         f"({cfg.warmup_steps} OT flow matching, then OT + contrastive divergence with {cfg.num_langevin_steps}-step Langevin negatives)"

@@ -209,7 +209,7 @@ def image_run(tmp_path_factory) -> Path:
 def test_evaluate_nll_and_lid_on_images_use_the_held_out_split(image_run, tmp_path):
     js = tmp_path / "m.json"
     result = invoke("evaluate", image_run, "--n", "16", "--t-end", "1.05", "--nll", "--ais-chains", "16",
-                    "--ais-steps", "5", "--lid", "3", "--json", js)
+                    "--ais-steps", "10", "--lid", "3", "--json", js)
     assert result.exit_code == 0, result.output
     m = json.loads(js.read_text())
     assert m["nll_points"] == 359 and m["nll_per_dim"] == pytest.approx(m["nll"] / 64)  # all held-out digits

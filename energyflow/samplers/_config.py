@@ -43,6 +43,8 @@ def resolve_num_steps(instance, step_size: float, num_steps: int | None, t_end: 
         raise InvalidValueError(f"{type(instance).__name__}: give exactly one of num_steps and t_end")
     if num_steps is not None:
         return int(num_steps)
+    if not (math.isfinite(t_end) and math.isfinite(t_start)):
+        raise InvalidValueError(f"{type(instance).__name__}: t_start ({t_start}) and t_end ({t_end}) must be finite")
     span = t_end - t_start
     if span <= 0:
         raise InvalidValueError(f"{type(instance).__name__}: t_end ({t_end}) must exceed t_start ({t_start})")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,11 @@ def _detail(err: BaseException) -> str:
 def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Reads a checkpoint safely.
 
+    Args:
+        path: a checkpoint file, or a run directory (its ``checkpoints/last.pt``).
+        map_location: where tensors go; a device that exists (see
+            :func:`energyflow.training.trainer.resolve_device` for ``"auto"``).
+
     Raises:
         CheckpointError: missing file, corrupt or truncated data, pickled code or
             objects beyond tensors and plain values, or a foreign format.
@@ -69,14 +76,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
         path = path / "checkpoints" / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if head[:1] == b"\x80":  # a pickle stream (protocol >= 2), not torch.save's zip archive
+            raise CheckpointError(
+                f"refused: {path} is not a safe checkpoint: it is a raw pickle, which can run code when "
+                "loaded, so energyflow never unpickles it (checkpoints are torch.save archives of tensors)"
+            )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _detail(err)
         if "global" in detail.lower():  # the pickle names a function or class to call
             raise CheckpointError(
-                f"refusing {path}: it holds pickled code or objects beyond tensors and plain values, "
-                f"which a safe load never runs ({detail})"
+                f"refused: {path} is not a safe checkpoint: it holds pickled code or objects beyond tensors "
+                f"and plain values, which a safe load never runs ({detail})"
             ) from err
         raise CheckpointError(f"{path} is not a readable checkpoint ({_UNREADABLE}): {detail}") from err
     except Exception as err:  # damaged files raise many types (EOFError, KeyError, RuntimeError, ...)

@@ -324,6 +324,9 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"invalid config: {err}") from err
 
 
+CONFIG_HEADER = "# resolved energyflow training config"
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Writes the resolved config as TOML-compatible JSON-ish text (atomic)."""
     import os
@@ -338,6 +341,6 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
         lines.append(f"{k} = {json.dumps(v)}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-")
     with os.fdopen(fd, "w") as fh:
-        fh.write("# resolved energyflow training config\n" + "\n".join(lines) + "\n")
+        fh.write(CONFIG_HEADER + "\n" + "\n".join(lines) + "\n")
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from energyflow.energies.potential import Potential
-from energyflow.errors import EnergyflowError
+from energyflow.errors import DeviceError, EnergyflowError, InvalidValueError, OutputPathError
 from energyflow.field import compile as compile_field
 from energyflow.registry import COUPLINGS, DOMAINS, NETWORKS
 from energyflow.samplers.base import SampleResult
@@ -53,6 +53,10 @@ from energyflow.training.losses import energy_matching_loss, linear_path
 
 class TrainingDiverged(EnergyflowError, FloatingPointError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class EvaluationError(EnergyflowError):
+    """An evaluation during or after training failed; the checkpoint of the trained model is kept."""
 
 
 @attrs.frozen
@@ -74,12 +78,37 @@ class TrainResult:
     plots: list = attrs.field(factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The device ``name`` denotes on this machine.
+
+    ``"auto"`` is CUDA (the ``LOCAL_RANK``-th device under torchrun) when available,
+    else the CPU.
+
+    Raises:
+        DeviceError: an unknown device name, or a device this machine does not have.
+    """
+    if isinstance(name, torch.device):
+        name = str(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1, mps, ...") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} is not available: this machine (or this PyTorch build) has no CUDA; "
+                              "use --device cpu or --device auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {name!r} is not available: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {name!r} is not available on this machine; use --device cpu or --device auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {name!r} is not supported; use auto, cpu, cuda or mps")
+    return device
 
 
 def build_domain(cfg: TrainConfig):
@@ -132,6 +161,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.distributed = torch.distributed.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.device = resolve_device(cfg.device)
+        checkpoint = self.run_dir / "checkpoints" / "last.pt"
+        if not resume and checkpoint.exists():
+            raise OutputPathError(f"{self.run_dir} already holds a run ({checkpoint}); continue it with "
+                                  f"--resume {self.run_dir} or choose another run directory")
+        self.set_aside: list[Path] = []  # logs of an earlier, unfinished run moved out of the way
         if self.distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             if self.device.type == "cuda":
@@ -167,9 +201,35 @@ class Trainer:
         self.noise_gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_033 + 7 + self.rank)
         self.step = 0
         self.last_checkpoint: Path | None = None
+        self._saved_at: int | None = None
         self.eval_metrics: dict[str, float] = {}
+        if self.is_main:
+            self._remove_orphaned_temporaries()
         if resume:
             self._resume()
+        elif self.is_main:
+            self._set_aside_stale_log()
+
+    # --- run directory ------------------------------------------------------------------
+    def _remove_orphaned_temporaries(self) -> None:
+        """Deletes ``checkpoints/.last.pt.*.tmp`` left by a process killed while writing."""
+        folder = self.run_dir / "checkpoints"
+        if folder.is_dir():
+            for tmp in folder.glob(".last.pt.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    def _set_aside_stale_log(self) -> None:
+        """A new run starts a clean ``metrics.jsonl``; one left by a run killed before its
+        first checkpoint is renamed ``metrics.<time>.jsonl.old`` (never appended to)."""
+        log = self.run_dir / "metrics.jsonl"
+        if log.exists():
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            target = log.with_name(f"metrics.{stamp}.jsonl.old")
+            n = 1
+            while target.exists():
+                target, n = log.with_name(f"metrics.{stamp}-{n}.jsonl.old"), n + 1
+            log.replace(target)
+            self.set_aside.append(target)
 
     # --- EMA ------------------------------------------------------------------------------
     def _ema_average(self, averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
@@ -208,6 +268,7 @@ class Trainer:
         if self.is_main:
             save_checkpoint(state, path)
         self.last_checkpoint = path
+        self._saved_at = self.step
         return path
 
     def _resume(self) -> None:
@@ -230,6 +291,9 @@ class Trainer:
             self.data_gen.manual_seed(self.cfg.seed * 1_000_003 + self.rank + 7919 * int(state["step"]))
             self.noise_gen.manual_seed(self.cfg.seed * 1_000_033 + self.rank + 7919 * int(state["step"]))
         self.step = int(state["step"])
+        if self.step > self.cfg.steps:
+            raise InvalidValueError(f"{self.run_dir} is at step {self.step}; steps={self.cfg.steps} is below it "
+                                    f"(ask for {self.step} steps or more to continue)")
         if self.ema is not None and self.step >= self.cfg.warmup_steps and self.cfg.ema_decay_phase2 is not None:
             self._ema_decay = self.cfg.ema_decay_phase2
         self.last_checkpoint = self.run_dir / "checkpoints" / "last.pt"
@@ -355,6 +419,13 @@ class Trainer:
         self.eval_metrics = {k: float(v) for k, v in metrics.items()}
         return self.eval_metrics
 
+    def _evaluate_keeping_checkpoint(self) -> dict[str, float]:
+        try:
+            return self.evaluate()
+        except EnergyflowError as err:
+            kept = f"; the model of step {self.step} is saved in {self.last_checkpoint}" if self.last_checkpoint else ""
+            raise EvaluationError(f"the evaluation at step {self.step} failed: {err}{kept}") from err
+
     # --- loop -----------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
         if not self.is_main:
@@ -386,16 +457,17 @@ class Trainer:
                 self._log(record)
             if callback is not None:
                 callback(record)
-            if self.step % cfg.checkpoint_every == 0:
-                self.save()
+            if self.step % cfg.checkpoint_every == 0 or self.step == target:
+                self.save()  # the trained model is on disk before the (fallible) final evaluation
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 if self.is_main:
-                    metrics = self.evaluate()
+                    metrics = self._evaluate_keeping_checkpoint()
                     eval_record = {"kind": "eval", "step": self.step, **metrics}
                     self._log(eval_record)
                     if callback is not None:
                         callback(eval_record)
-        self.save()
+        if self._saved_at != self.step:
+            self.save()
         plots = self.plot() if self.is_main and self.step >= cfg.steps else []
         if self.distributed:
             torch.distributed.barrier()
@@ -427,7 +499,9 @@ def plot_run(run_dir: Path, potential: nn.Module, domain, cfg: TrainConfig, samp
     written = []
     records = [r for r in read_metrics(run_dir) if r.get("kind") == "train"]
     if records:
-        fig = plotting.plot_loss_curves(records, ["loss", "flow", "cd"])
+        phase2 = cfg.warmup_steps if 0 < cfg.warmup_steps < cfg.steps else None
+        fig = plotting.plot_loss_curves(records, ["loss", "flow", "cd"], phase2_step=phase2,
+                                        title=f"training loss ({cfg.domain}/{cfg.dataset})")
         written.append(plotting.save_figure(fig, plots_dir / "loss.png"))
     if len(domain.space.event_shape) == 3 and hasattr(domain, "plot"):
         result = sample_fn(64)
@@ -447,7 +521,7 @@ def plot_run(run_dir: Path, potential: nn.Module, domain, cfg: TrainConfig, samp
         lim = float(max(4.0, data.abs().max() * 1.1))
         fig = plotting.plot_energy_landscape(energy_fn, lim=lim, samples=samples, data=data)
         written.append(plotting.save_figure(fig, plots_dir / "landscape.png"))
-        fig = plotting.plot_samples(samples, reference=data)
+        fig = plotting.plot_samples(samples, reference=data, reference_label="data")
         written.append(plotting.save_figure(fig, plots_dir / "samples.png"))
         if result.trajectory is not None:
             fig = plotting.plot_trajectories(result.trajectory.cpu())
@@ -466,7 +540,8 @@ def load_potential(path: str | Path, *, device: str = "cpu", use_ema: bool = Tru
     """
     from energyflow.training.config import ConfigError, TrainConfig
 
-    state = load_checkpoint(path, map_location=device)
+    dev = resolve_device(device)  # "auto" and missing devices are resolved before torch.load sees them
+    state = load_checkpoint(path, map_location=dev)
     try:
         cfg = TrainConfig(**{k: v for k, v in state["config"].items()})
     except (KeyError, TypeError, ValueError, ConfigError) as err:
@@ -483,5 +558,5 @@ def load_potential(path: str | Path, *, device: str = "cpu", use_ema: bool = Tru
             net.load_state_dict(state["model"])
     except RuntimeError as err:
         raise CheckpointError(f"the checkpoint's weights do not fit its network: {err}") from err
-    potential.to(resolve_device(device)).eval()
+    potential.to(dev).eval()
     return potential, cfg, domain

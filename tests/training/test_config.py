@@ -65,7 +65,7 @@ def test_a_preset_for_another_domain_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "field, value",
     [("steps", 1.7), ("batch_size", True), ("hidden", 2.9), ("eps_max", False), ("phase1_steps", 0.5),
-     ("seed", "1.5"), ("lr", "fast"), ("betas", [0.9, True]), ("dataset", 3), ("device", "gpu0")],
+     ("seed", "1.5"), ("lr", "fast"), ("betas", [False, 0.9]), ("dataset", 3), ("device", "gpu0")],
 )
 def test_values_are_never_changed_silently(field, value):
     """int(1.7) == 1 and float(False) == 0.0: such values are errors naming the field."""
