@@ -37,8 +37,11 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 # The longest sampler run a command accepts (the presets take 200-325 steps).
 MAX_SAMPLER_STEPS = 100_000
-# Fewer AIS levels than this give log Z estimates that are off by nats on trained models.
+# AIS with fewer levels is importance sampling from the Gaussian proposal, or close to it:
+# on a 600-step 8x8 digits model 0 levels miss log Z by 438 nats, 10 by 290, 200 by 22
+# (against 800 levels). A low effective sample size flags the same problem at any count.
 MIN_AIS_STEPS = 10
+LOW_AIS_ESS = 0.1  # warn when the AIS effective sample size is below this fraction of the chains
 
 _settings = {"debug": False}
 
@@ -257,6 +260,12 @@ def _likelihood_metrics(potential, cfg, domain, n: int, *, nll: bool, ais_chains
             bar.add_task("ais", total=None)
             est = log_partition(potential, dim=event, temperature=cfg.eps_max, num_chains=ais_chains,
                                 num_steps=ais_steps, generator=torch.Generator(dev).manual_seed(seed + 1))
+        if est.ess < LOW_AIS_ESS * ais_chains:
+            console.print(
+                f"[yellow]warning:[/] the AIS effective sample size is {est.ess:.1f} of {ais_chains} chains: log Z is "
+                "unreliable and likely too low, which makes the NLL too optimistic; raise --ais-steps (and --ais-chains)",
+                highlight=False,
+            )
         value, se = negative_log_likelihood(potential, held_out, est, temperature=cfg.eps_max)
         out.update(nll=value, nll_stderr=se, nll_per_dim=value / math.prod(event), log_z=est.log_z,
                    log_z_stderr=est.stderr, ais_ess=est.ess, nll_points=float(held_out.shape[0]))
@@ -374,8 +383,8 @@ def evaluate(
         raise InvalidValueError(f"--lid must be >= 0, got {lid}")
     if nll and ais_steps < MIN_AIS_STEPS:
         raise InvalidValueError(
-            f"--ais-steps must be >= {MIN_AIS_STEPS}, got {ais_steps}: with fewer annealing levels the AIS estimate "
-            "of log Z, and so the NLL, is off by nats (the default is 200)"
+            f"--ais-steps must be >= {MIN_AIS_STEPS}, got {ais_steps}: with fewer annealing levels AIS is plain "
+            "importance sampling and its log Z, and so the NLL, is biased low (the default is 200)"
         )
     if nll and ais_chains < 2:
         raise InvalidValueError(f"--ais-chains must be >= 2 for a standard error, got {ais_chains}")

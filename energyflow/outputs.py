@@ -29,27 +29,29 @@ def _first_existing(path: Path) -> Path:
     return p
 
 
-def check_output_dir(path: str | os.PathLike[str], what: str) -> Path:
+def check_output_dir(path: str | os.PathLike[str], what: str, *, named: str | os.PathLike[str] | None = None) -> Path:
     """Makes sure ``path`` is a folder we can write into, or one we can create; creates nothing.
 
     Args:
         path: the folder.
         what (str): how the user named it (``"--out"``), for the message.
+        named: the path the user gave, when ``path`` is its folder (for the message).
 
     Raises:
         OutputPathError: ``path`` or one of its parents is a file, or the folder (or
             the nearest existing parent it would be created in) cannot be written.
     """
     path = Path(path)
+    shown = Path(named) if named is not None else path
     base = _first_existing(path)
     if not base.is_dir():
-        where = "is" if base == path else f"lies under {base}, which is"
-        raise OutputPathError(f"{what} {path} {where} a file, not a folder")
+        where = "is" if base == shown else f"lies under {base}, which is"
+        raise OutputPathError(f"{what} {shown} {where} a file, not a folder")
     try:
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as err:
-        raise OutputPathError(f"{what} {path} cannot be written ({base}: {err.strerror or err})") from None
+        raise OutputPathError(f"{what} {shown} cannot be written ({base}: {err.strerror or err})") from None
     return path
 
 
@@ -85,10 +87,10 @@ def check_output_file(path: str | os.PathLike[str], what: str, *, protect: tuple
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder; name a file in it, e.g. {path / 'samples.pt'}")
-    for other in protect:
-        if path.exists() and Path(other).exists() and os.path.samefile(path, other):
-            raise OutputPathError(f"{what} {path} would overwrite {other}; choose another file")
     if is_checkpoint(path):
         raise OutputPathError(f"{what} {path} is a checkpoint; refusing to overwrite a model, choose another file")
-    check_output_dir(path.parent, f"the folder of {what}")
+    for other in protect:
+        if path.exists() and Path(other).exists() and os.path.samefile(path, other):
+            raise OutputPathError(f"{what} {path} is {other}, which must not be overwritten; choose another file")
+    check_output_dir(path.parent, what, named=path)
     return path

@@ -212,6 +212,8 @@ def test_evaluate_nll_and_lid_on_images_use_the_held_out_split(image_run, tmp_pa
                     "--ais-steps", "10", "--lid", "3", "--json", js)
     assert result.exit_code == 0, result.output
     m = json.loads(js.read_text())
+    # A degenerate AIS run is flagged: log Z from few effective chains is biased low.
+    assert ("warning: the AIS effective sample size" in result.stdout) == (m["ais_ess"] < 0.1 * 16)
     assert m["nll_points"] == 359 and m["nll_per_dim"] == pytest.approx(m["nll"] / 64)  # all held-out digits
     assert m["lid_points"] == 3 and 0 <= m["lid_min"] <= m["lid_max"] <= 64
 

@@ -423,7 +423,8 @@ class Trainer:
         try:
             return self.evaluate()
         except EnergyflowError as err:
-            kept = f"; the model of step {self.step} is saved in {self.last_checkpoint}" if self.last_checkpoint else ""
+            kept = (f"; {self.last_checkpoint} holds the model of step {self._saved_at}"
+                    if self.last_checkpoint is not None else "")
             raise EvaluationError(f"the evaluation at step {self.step} failed: {err}{kept}") from err
 
     # --- loop -----------------------------------------------------------------------------
