@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["sampler_overhead.py", "train_speed.py", "train_quality.py", "digits_quality.py", "digits_inverse.py"]
+SCRIPTS = ["sampler_overhead.py", "train_speed.py", "train_quality.py", "checkerboard_gap.py", "digits_quality.py",
+           "digits_inverse.py"]
 
 
 def main(argv: list[str] | None = None) -> int:

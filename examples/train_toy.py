@@ -4,6 +4,8 @@ The CLI equivalent: energyflow train --domain toy --dataset checkerboard --steps
 Run: python examples/train_toy.py
 """
 
+from pathlib import Path
+
 import torch
 
 from energyflow.training import Trainer, resolve_config
@@ -13,7 +15,9 @@ cfg = resolve_config(
     overrides=dict(dataset="checkerboard", source="gaussian", steps=2000, phase1_steps=1800, lr=1e-3,
                    num_langevin_steps=100, eval_every=1000),
 )
-trainer = Trainer(cfg, "runs/example_checkerboard")
+run_dir = Path("runs/example_checkerboard")
+# A second run of this script continues the first (a Trainer never overwrites a run).
+trainer = Trainer(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
 result = trainer.fit(callback=lambda r: r["step"] % 500 == 0 and print(r))
 print("metrics:", result.eval_metrics)
 print("plots:", [str(p) for p in result.plots])

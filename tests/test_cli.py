@@ -10,33 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import TINY, assert_user_error, invoke  # tests/ is on sys.path (no __init__.py)
 
-from energyflow.cli import app
 from energyflow.training import load_checkpoint, read_metrics
-
-TINY = [
-    "--steps", "4", "--batch-size", "16", "--seed", "0", "--device", "cpu",
-    "--set", "hidden=16", "--set", "depth=2", "--set", "num_langevin_steps=5", "--set", "phase1_steps=2",
-    "--set", "eval_samples=32", "--set", "sample_t_end=0.1", "--set", "eval_every=1000", "--set", "log_every=1",
-]
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *needles: str) -> str:
-    """Exit code 2, exactly one line on stderr starting with 'error:', no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    err = result.stderr.strip()
-    assert err.startswith("error:") and len(err.splitlines()) == 1, err
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

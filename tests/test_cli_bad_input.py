@@ -16,36 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
+from cli_helpers import TINY, invoke
+from cli_helpers import assert_user_error as user_error
 
 from energyflow.cli import DEMO_FILES, DEMO_MARKER, app
 from energyflow.training import load_checkpoint, read_metrics
 
-TINY = [
-    "--steps", "4", "--batch-size", "16", "--seed", "0", "--device", "cpu",
-    "--set", "hidden=16", "--set", "depth=2", "--set", "num_langevin_steps=5", "--set", "phase1_steps=2",
-    "--set", "eval_samples=32", "--set", "sample_t_end=0.1", "--set", "eval_every=1000", "--set", "log_every=1",
-]
 # The demo at its smallest: 4 steps (2 with CD); it still evaluates 2000 samples and plots (~5 s).
 DEMO = ["--steps", "4", "--cd-steps", "2"]
-
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    return runner.invoke(app, [str(a) for a in args], env=env)
-
-
-def user_error(result, *needles: str) -> str:
-    """Exit code 2, one line on stderr starting with 'error:', no traceback, no warning."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    err = result.stderr.strip()
-    assert err.startswith("error:") and len(err.splitlines()) == 1, err
-    assert "Traceback" not in result.output and "Warning" not in result.output
-    for needle in needles:
-        assert needle in err, err
-    return err
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
