@@ -155,18 +155,22 @@ class Field:
             create_graph (bool): keep the graph of the gradient (for losses on -grad V).
 
         Returns:
-            tuple[Tensor, Tensor]: energies ``(B,)`` and gradient ``(B, *event)``.
+            tuple[Tensor, Tensor]: energies ``(B,)`` and the gradient on the field's space
+            ``(B, *event)``: the ambient gradient projected onto the directions the space
+            allows (``space.tangent``; unchanged on Euclidean spaces), which is the drift
+            under which samplers on a constrained space have the right stationary law.
         """
         self._maybe_check(x, eps)
         xr = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
         with torch.enable_grad():
             e = self.expr.total(xr, eps)
             (g,) = torch.autograd.grad(e.sum(), xr, create_graph=create_graph)
+            g = self.space.tangent(g)
         self.num_grad_evals += 1
         return (e if create_graph else e.detach()), g
 
     def grad(self, x: Tensor, eps: float | Tensor = 1.0, create_graph: bool = False) -> Tensor:
-        """Gradient of U(x, eps) in x, shape ``(B, *event)``."""
+        """Gradient of U(x, eps) on the field's space, shape ``(B, *event)`` (see :meth:`energy_and_grad`)."""
         return self.energy_and_grad(x, eps, create_graph)[1]
 
     def __call__(self, x: Tensor, eps: float | Tensor = 1.0) -> Tensor:

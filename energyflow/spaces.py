@@ -1,8 +1,22 @@
 """Spaces: the geometry a state lives in.
 
-A space draws base noise and projects states back onto their constraints. Samplers
-draw noise through the space and project after every step, so a graph's adjacency
-stays symmetric and masked without the sampler knowing what a graph is.
+A space is a linear constraint set S inside the ambient tensor space (symmetric
+adjacency matrices with a zero diagonal and a node mask; point clouds with their centre
+of mass at the origin; or everything, for Euclidean states). It owns the geometry every
+sampler, loss and coupling needs:
+
+* ``project(x)``: the orthogonal projection onto S (for states, and, being linear, for
+  gradients and velocities: ``tangent``);
+* noise: the projection of standard ambient noise, i.e. the standard Gaussian on S in
+  the metric S inherits from the ambient space;
+* ``sqnorm(v)`` and ``flatten(v)``: that metric, per sample (``flatten`` lists
+  coordinates whose Euclidean norm is ``sqnorm``).
+
+With drift ``-project(grad U)`` and noise ``project(xi)``, Langevin dynamics on S has the
+stationary density ``exp(-U / eps)`` with respect to the Lebesgue measure on S, and MALA
+and HMC proposal densities and kinetic energies are Gaussians in ``sqnorm``. Samplers
+draw noise through the space and project after every step, so a graph's adjacency stays
+symmetric and masked without the sampler knowing what a graph is.
 
 Example:
     >>> import torch
@@ -11,6 +25,8 @@ Example:
     >>> a = space.noise(2, generator=torch.Generator().manual_seed(0))
     >>> bool(torch.equal(a, a.transpose(-1, -2))), float(a[:, 3].abs().sum())
     (True, 0.0)
+    >>> space.flatten(a).shape    # the 3 free entries of the upper triangle among 3 real nodes, and 3 zeros
+    torch.Size([2, 6])
 """
 
 from __future__ import annotations
@@ -49,8 +65,27 @@ class Space(Protocol):
         ...
 
     def randn_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Standard noise in the space with ``x``'s shape, device and dtype."""
+        """Standard noise on the space (the projection of standard ambient noise) with
+        ``x``'s shape, device and dtype."""
         ...
+
+    def tangent(self, v: Tensor) -> Tensor:
+        """Projects a vector ``v`` of shape ``(B, *event_shape)`` (a gradient, a velocity,
+        a noise draw) onto the directions the constraints allow."""
+        ...
+
+    def sqnorm(self, v: Tensor) -> Tensor:
+        """Squared norm per sample ``(B,)`` of a tangent vector ``v``, in the metric the
+        space's noise is standard in."""
+        ...
+
+    def flatten(self, v: Tensor) -> Tensor:
+        """``(B, D)`` coordinates of ``v`` whose squared Euclidean norm is ``sqnorm(v)``."""
+        ...
+
+
+def _ambient_sqnorm(v: Tensor) -> Tensor:
+    return v.reshape(v.shape[0], -1).pow(2).sum(1)
 
 
 def _randn(shape, generator, device, dtype) -> Tensor:
@@ -84,6 +119,15 @@ class Euclidean:
     def randn_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return _randn(x.shape, generator, x.device, x.dtype)
 
+    def tangent(self, v: Tensor) -> Tensor:
+        return v
+
+    def sqnorm(self, v: Tensor) -> Tensor:
+        return _ambient_sqnorm(v)
+
+    def flatten(self, v: Tensor) -> Tensor:
+        return v.reshape(v.shape[0], -1)
+
     def __repr__(self) -> str:
         return f"Euclidean(event_shape={self.event_shape})"
 
@@ -91,21 +135,29 @@ class Euclidean:
 class SymmetricMasked:
     """Symmetric ``(n, n)`` matrices with zero diagonal and a node mask (graphs).
 
-    States have shape ``(B, n, n)``. Entries touching a masked-out node are zero, the
-    diagonal is zero, and ``A == A.T``. Noise is the symmetric Gaussian whose free
-    (upper-triangular, unmasked) entries are i.i.d. standard normal.
+    States have shape ``(B, n, n)``, or ``(B, n, n, C)`` with ``channels=C`` (one
+    symmetric matrix per bond type). Entries touching a masked-out node are zero, the
+    diagonal is zero, and ``A[:, i, j] == A[:, j, i]``. The free coordinates are the
+    upper-triangular entries among real nodes; ``project`` is the orthogonal projection
+    ``(A + A^T) / 2`` times the pair mask. Noise is the projection of standard noise, so a
+    free entry has variance 1/2: it is the standard Gaussian on the subspace in the
+    Frobenius metric, where ``a_ij`` counts twice (as ``A_ij`` and ``A_ji``).
 
     Args:
         num_nodes (int): n.
         mask (Tensor | None): shape ``(n,)`` or ``(B, n)`` with 1 for real nodes;
             ``None`` keeps all nodes. A ``(B, n)`` mask fixes the batch size.
+        channels (int | None): C for states ``(B, n, n, C)``; None for ``(B, n, n)``.
     """
 
-    def __init__(self, num_nodes: int, mask: Tensor | None = None) -> None:
-        if num_nodes <= 0:
-            raise InvalidValueError(f"num_nodes must be positive, got {num_nodes}")
+    def __init__(self, num_nodes: int, mask: Tensor | None = None, channels: int | None = None) -> None:
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes <= 0:
+            raise InvalidValueError(f"num_nodes must be a positive integer, got {num_nodes!r}")
+        if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels <= 0):
+            raise InvalidValueError(f"channels must be a positive integer or None, got {channels!r}")
         self.num_nodes = int(num_nodes)
-        self.event_shape = (self.num_nodes, self.num_nodes)
+        self.channels = channels
+        self.event_shape = (self.num_nodes, self.num_nodes) + ((channels,) if channels is not None else ())
         if mask is not None:
             mask = torch.as_tensor(mask, dtype=torch.get_default_dtype())
             if mask.shape[-1] != num_nodes or mask.dim() not in (1, 2):
@@ -118,32 +170,47 @@ class SymmetricMasked:
         n = self.num_nodes
         off = 1.0 - torch.eye(n, device=x.device, dtype=x.dtype)
         if self.mask is None:
-            return off
-        m = self.mask.to(device=x.device, dtype=x.dtype)
-        if m.dim() == 2 and m.shape[0] != x.shape[0]:
-            raise InvalidValueError(
-                f"this space's mask is per-sample for batch {m.shape[0]}, got a batch of {x.shape[0]}"
-            )
-        return m.unsqueeze(-1) * m.unsqueeze(-2) * off
+            pair = off
+        else:
+            m = self.mask.to(device=x.device, dtype=x.dtype)
+            if m.dim() == 2 and m.shape[0] != x.shape[0]:
+                raise InvalidValueError(
+                    f"this space's mask is per-sample for batch {m.shape[0]}, got a batch of {x.shape[0]}"
+                )
+            pair = m.unsqueeze(-1) * m.unsqueeze(-2) * off
+        return pair.unsqueeze(-1) if self.channels is not None else pair
 
     def project(self, x: Tensor) -> Tensor:
-        return 0.5 * (x + x.transpose(-1, -2)) * self._pair_mask(x)
+        return 0.5 * (x + x.transpose(1, 2)) * self._pair_mask(x)
+
+    def tangent(self, v: Tensor) -> Tensor:
+        return self.project(v)
 
     def randn_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        g = _randn(x.shape, generator, x.device, x.dtype)
-        # (G + G^T)/sqrt(2) has unit variance off the diagonal.
-        return (g + g.transpose(-1, -2)) / math.sqrt(2.0) * self._pair_mask(x)
+        return self.project(_randn(x.shape, generator, x.device, x.dtype))
 
     def noise(self, n, generator=None, device=None, dtype=None) -> Tensor:
         like = torch.empty((n, *self.event_shape), device=device, dtype=dtype or torch.get_default_dtype())
         return self.randn_like(like, generator)
 
+    def sqnorm(self, v: Tensor) -> Tensor:
+        return _ambient_sqnorm(v)
+
+    def flatten(self, v: Tensor) -> Tensor:
+        i, j = torch.triu_indices(self.num_nodes, self.num_nodes, offset=1, device=v.device)
+        return (math.sqrt(2.0) * v[:, i, j]).reshape(v.shape[0], -1)
+
     def __repr__(self) -> str:
-        return f"SymmetricMasked(num_nodes={self.num_nodes}, masked={self.mask is not None})"
+        channels = f", channels={self.channels}" if self.channels is not None else ""
+        return f"SymmetricMasked(num_nodes={self.num_nodes}{channels}, masked={self.mask is not None})"
 
 
 class ZeroCenterOfMass:
     """Point clouds ``(n, dim)`` whose centre of mass is at the origin (3-D molecules).
+
+    ``project`` subtracts the mean point (the orthogonal projection onto the subspace);
+    noise is the projected standard Gaussian; ``flatten`` keeps all ``n * dim``
+    coordinates (their norm is the subspace's metric).
 
     Args:
         num_points (int): n.
@@ -163,6 +230,15 @@ class ZeroCenterOfMass:
 
     def noise(self, n, generator=None, device=None, dtype=None) -> Tensor:
         return self.project(_randn((n, *self.event_shape), generator, device, dtype or torch.get_default_dtype()))
+
+    def tangent(self, v: Tensor) -> Tensor:
+        return self.project(v)
+
+    def sqnorm(self, v: Tensor) -> Tensor:
+        return _ambient_sqnorm(v)
+
+    def flatten(self, v: Tensor) -> Tensor:
+        return v.reshape(v.shape[0], -1)
 
     def __repr__(self) -> str:
         return f"ZeroCenterOfMass(num_points={self.event_shape[0]}, dim={self.event_shape[1]})"

@@ -98,7 +98,7 @@ def _check_observed_shape(term: str, site: str, distribution, value: Tensor) -> 
     """
     event, batch = tuple(distribution.event_shape), tuple(distribution.batch_shape)
     shape = tuple(value.shape) if isinstance(value, Tensor) else ()
-    k, lead = len(event), len(shape) - len(event)
+    lead = len(shape) - len(event)
     fits = (
         lead >= 0
         and shape[lead:] == event

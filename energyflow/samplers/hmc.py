@@ -27,7 +27,7 @@ from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import positive
 from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
-from energyflow.samplers.mala import _sqnorm, _uniform_log
+from energyflow.samplers.mala import _uniform_log
 from energyflow.validation import integer, real
 
 
@@ -77,7 +77,7 @@ class HMC:
         shape = (-1, *([1] * (x.dim() - 1)))
         for k in range(self.num_steps):
             p = space.randn_like(x, generator) * mass_sqrt
-            kinetic0 = 0.5 * _sqnorm(p * inv_mass.sqrt())
+            kinetic0 = 0.5 * space.sqnorm(p * inv_mass.sqrt())
             h0 = e / T + kinetic0
             xn, gn = x, g
             pn = p - 0.5 * h * gn / T
@@ -87,7 +87,7 @@ class HMC:
                 if i < self.num_leapfrog - 1:
                     pn = pn - h * gn / T
             pn = pn - 0.5 * h * gn / T
-            h1 = en / T + 0.5 * _sqnorm(pn * inv_mass.sqrt())
+            h1 = en / T + 0.5 * space.sqnorm(pn * inv_mass.sqrt())
             delta = h1 - h0
             divergent = ~torch.isfinite(delta) | (delta > self.max_energy_error)
             divergences += divergent.sum()

@@ -36,10 +36,6 @@ def _uniform_log(shape, like: Tensor, generator) -> Tensor:
     return torch.log(u.to(like.device))
 
 
-def _sqnorm(v: Tensor) -> Tensor:
-    return (v * v).reshape(v.shape[0], -1).sum(-1)
-
-
 @attrs.frozen
 class MALA:
     """Metropolis-adjusted Langevin.
@@ -78,10 +74,11 @@ class MALA:
             y = space.project(x - h * g + noise_scale * space.randn_like(x, generator))
             e_y, g_y = field.energy_and_grad(y, T)
             # log q(y | x) = -|y - x + h g_x|^2 / (4 T h) + const
-            log_q_fwd = -_sqnorm(y - x + h * g) / (4.0 * T * h)
-            log_q_bwd = -_sqnorm(x - y + h * g_y) / (4.0 * T * h)
+            # (the norm of the space, in which its noise is standard; g is already on the space)
+            log_q_fwd = -space.sqnorm(y - x + h * g) / (4.0 * T * h)
+            log_q_bwd = -space.sqnorm(x - y + h * g_y) / (4.0 * T * h)
             log_alpha = -(e_y - e) / T + log_q_bwd - log_q_fwd
-            finite = torch.isfinite(log_alpha) & torch.isfinite(_sqnorm(g_y))
+            finite = torch.isfinite(log_alpha) & torch.isfinite(space.sqnorm(g_y))
             divergences += (~finite).sum()
             log_alpha = torch.where(finite, log_alpha, torch.full_like(log_alpha, -math.inf))
             accept = _uniform_log(log_alpha.shape, x, generator) < log_alpha

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from energyflow.errors import InvalidValueError
-from energyflow.field import Field
+from energyflow.field import Field, FieldError
 from energyflow.samplers._config import positive
 from energyflow.samplers.base import SampleResult, prepare
+from energyflow.spaces import Euclidean
 from energyflow.validation import integer, real
 
 
@@ -64,7 +65,12 @@ class PyroNUTS:
         from pyro.infer.mcmc import MCMC, NUTS
 
         T = self.temperature
-        x, _ = prepare(field, x0, T, generator)
+        x, space = prepare(field, x0, T, generator)
+        if not isinstance(space, Euclidean):
+            raise FieldError(
+                f"PyroNUTS samples unconstrained R^d, but the field's space is {space!r}: its trajectories would "
+                "leave the constraint set; sample it with Langevin, MALA or HMC, which project onto the space"
+            )
         evals0 = field.num_grad_evals
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:
