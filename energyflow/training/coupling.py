@@ -42,7 +42,11 @@ def _check(x0: Tensor, x1: Tensor) -> None:
 
 
 def squared_cost(x0: Tensor, x1: Tensor) -> np.ndarray:
-    """Squared Euclidean cost matrix ``(B0, B1)`` in float64 NumPy (what POT's solvers take)."""
+    """Squared Euclidean cost matrix ``(B0, B1)`` in float64 NumPy (what POT's solvers take).
+
+    For states on one of energyflow's linear spaces this is already the space's metric
+    (``space.sqnorm`` is the ambient norm restricted to the space), so no space is needed.
+    """
     import ot
 
     a = x0.detach().reshape(x0.shape[0], -1).double().cpu().numpy()

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow.errors import InvalidValueError
+from energyflow.spaces import Space
 
 
 @attrs.frozen(eq=False)
@@ -76,25 +77,31 @@ def _energies(potential: nn.Module, x: Tensor) -> Tensor:
     return e
 
 
-def _flow_term(grad: Tensor, path: PathSample, tau_star: float) -> Tensor:
+def _flow_term(grad: Tensor, path: PathSample, tau_star: float, space: Space | None = None) -> Tensor:
+    if space is not None:
+        # On a constrained space only the gradient's component along it moves a state
+        # (samplers descend space.tangent(grad V)); the target x1 - x0 already lies in it.
+        grad = space.tangent(grad)
     per_sample = ((-grad - path.velocity) ** 2).reshape(grad.shape[0], -1).mean(-1)
     return (flow_weight(path.t, tau_star) * per_sample).mean()
 
 
-def flow_loss(potential: nn.Module, path: PathSample, tau_star: float = 1.0) -> Tensor:
+def flow_loss(potential: nn.Module, path: PathSample, tau_star: float = 1.0, space: Space | None = None) -> Tensor:
     """OT flow loss on -grad V along the path (differentiable in V's parameters).
 
     Args:
         potential (nn.Module): V, ``(B, *event) -> (B,)`` or ``(B, 1)``.
         path (PathSample): the paired batch on the linear path.
         tau_star (float): flow weight ramp start (1 = unweighted).
+        space (Space | None): the states' space; its ``tangent`` projects grad V first
+            (None: Euclidean).
 
     Returns:
         Tensor: scalar loss.
     """
     xt = path.xt.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(_energies(potential, xt).sum(), xt, create_graph=True)
-    return _flow_term(grad, path, tau_star)
+    return _flow_term(grad, path, tau_star, space)
 
 
 def trimmed_mean(values: Tensor, alpha: float) -> Tensor:
@@ -140,6 +147,7 @@ def energy_matching_loss(
     alpha: float = 0.0,
     beta: float | None = None,
     flow_scale: float = 1.0,
+    space: Space | None = None,
 ) -> LossOutput:
     """L = flow_scale * L_OT(w) + lambda_cd * CD, with one forward pass of V over all inputs.
 
@@ -152,6 +160,8 @@ def energy_matching_loss(
         x_neg (Tensor | None): negatives, ``(B_n, *event)`` (treated as constants).
         tau_star, lambda_cd, alpha, beta: as in DESIGN.md section 3.
         flow_scale (float): weight of the flow loss (0 gives a CD-only EBM).
+        space (Space | None): the states' space; the flow loss compares
+            ``space.tangent(-grad V)`` with ``x1 - x0`` (None: Euclidean).
     """
     use_cd = lambda_cd > 0 and x_data is not None and x_neg is not None
     xt = path.xt.detach().requires_grad_(True)
@@ -160,7 +170,7 @@ def energy_matching_loss(
     b = xt.shape[0]
     if flow_scale != 0.0:
         (grad,) = torch.autograd.grad(energies[:b].sum(), xt, create_graph=True)
-        flow = _flow_term(grad, path, tau_star)
+        flow = _flow_term(grad, path, tau_star, space)
         # + 0 * sum(V): parameters that grad V cannot see (the output bias) still join the
         # backward pass with a zero gradient; DDP fails on parameters that get no gradient.
         loss = flow_scale * flow + 0.0 * energies.sum()

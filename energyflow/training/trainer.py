@@ -365,7 +365,7 @@ class Trainer:
             # Algorithm 1 (phase 1) fits -grad V everywhere on the path, unweighted; the
             # ramp w(t) over [tau*, 1] belongs to phase 2, where CD shapes V near the data.
             tau_star=cfg.tau_star if phase == 2 else 1.0, lambda_cd=cfg.lambda_cd if use_cd else 0.0,
-            alpha=cfg.trim_alpha, beta=cfg.clamp_beta, flow_scale=cfg.flow_scale,
+            alpha=cfg.trim_alpha, beta=cfg.clamp_beta, flow_scale=cfg.flow_scale, space=self.domain.space,
         )
         finite = torch.isfinite(out.loss.detach()).to(torch.float32)
         if self.distributed:

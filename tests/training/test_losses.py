@@ -256,3 +256,27 @@ def test_potential_must_return_one_energy_per_sample():
     x0, x1, t = batch(0)
     with pytest.raises(ValueError, match="must return"):
         flow_loss(Bad(), linear_path(x0, x1, t))
+
+
+def test_flow_loss_on_a_constrained_space_uses_the_projected_gradient():
+    """V(x) = <C, x> with an asymmetric C: on symmetric adjacency matrices only P C moves a
+    state, so the loss is mean((-P C - (x1 - x0))^2); the ambient C would add |(I - P) C|^2."""
+    import energyflow as ef
+    from energyflow.training.losses import flow_loss, linear_path
+
+    g = torch.Generator().manual_seed(0)
+    space = ef.SymmetricMasked(4, mask=torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    c = torch.randn(1, 4, 4, generator=g, dtype=torch.float64)
+
+    class Linear(torch.nn.Module):
+        def forward(self, x):
+            return (x * c).sum((1, 2))
+
+    x0, x1 = space.noise(5, generator=g, dtype=torch.float64), space.noise(5, generator=g, dtype=torch.float64)
+    path = linear_path(x0, x1, torch.rand(5, generator=g, dtype=torch.float64))
+    expected = ((-space.project(c) - (x1 - x0)) ** 2).reshape(5, -1).mean(1).mean()
+    assert torch.allclose(flow_loss(Linear(), path, space=space), expected)
+    ambient = ((-c - (x1 - x0)) ** 2).reshape(5, -1).mean(1).mean()
+    assert not torch.allclose(flow_loss(Linear(), path), expected) and torch.allclose(flow_loss(Linear(), path), ambient)
+    out = energy_matching_loss(Linear(), path, space=space)
+    assert out.flow == pytest.approx(float(expected))
