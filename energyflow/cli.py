@@ -39,7 +39,8 @@ err_console = Console(stderr=True, soft_wrap=True)
 MAX_SAMPLER_STEPS = 100_000
 # AIS with fewer levels is importance sampling from the Gaussian proposal, or close to it:
 # on a 600-step 8x8 digits model 0 levels miss log Z by 438 nats, 10 by 290, 200 by 22
-# (against 800 levels). A low effective sample size flags the same problem at any count.
+# (against 800 levels; benchmarks/ais_levels.py). A low effective sample size flags the
+# same problem at any count.
 MIN_AIS_STEPS = 10
 LOW_AIS_ESS = 0.1  # warn when the AIS effective sample size is below this fraction of the chains
 

@@ -109,11 +109,23 @@ def test_train_never_overwrites_a_config_it_did_not_write(tmp_path):
     assert (out / "config.toml").read_text() == "[tool.mine]\nkeep = true\n"
 
 
-def test_a_failing_final_evaluation_keeps_the_trained_checkpoint(tmp_path):
+def test_a_failing_final_evaluation_keeps_the_trained_checkpoint(tmp_path, monkeypatch):
+    from energyflow.domains.toy import ToyDomain
+    from energyflow.errors import InvalidValueError
+
+    def failing(self, samples, reference):
+        raise InvalidValueError("the metric refused these samples")
+
+    monkeypatch.setattr(ToyDomain, "metrics", failing)
     out = tmp_path / "r"
-    err = user_error(invoke("train", "--out", out, *TINY, "--set", "eval_samples=1"), "evaluation at step 4")
+    err = user_error(invoke("train", "--out", out, *TINY), "evaluation at step 4", "metric refused")
     assert f"{out / 'checkpoints' / 'last.pt'} holds the model of step 4" in err
     assert load_checkpoint(out)["step"] == 4
+
+
+def test_too_few_evaluation_samples_are_refused_before_training(tmp_path):
+    user_error(invoke("train", "--out", tmp_path / "r", *TINY, "--set", "eval_samples=1"), "eval_samples must be >= 2")
+    assert not (tmp_path / "r").exists()
 
 
 def test_orphaned_temporary_checkpoints_are_removed_on_start(run):

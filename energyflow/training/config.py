@@ -47,6 +47,11 @@ def _non_negative(inst, attr, value) -> None:
         raise ConfigError(f"{attr.name} must be >= 0, got {value}")
 
 
+def _at_least_two(inst, attr, value) -> None:
+    if not (isinstance(value, int) and value >= 2):
+        raise ConfigError(f"{attr.name} must be >= 2 (the metrics compare sets of points), got {value}")
+
+
 def _unit(inst, attr, value) -> None:
     if not (0.0 <= value <= 1.0):
         raise ConfigError(f"{attr.name} must lie in [0, 1], got {value}")
@@ -163,7 +168,7 @@ class TrainConfig:
     log_every: int = attrs.field(default=10, converter=integer(), validator=_positive)
     eval_every: int = attrs.field(default=1000, converter=integer(), validator=_positive)
     checkpoint_every: int = attrs.field(default=500, converter=integer(), validator=_positive)
-    eval_samples: int = attrs.field(default=2000, converter=integer(), validator=_positive)
+    eval_samples: int = attrs.field(default=2000, converter=integer(), validator=_at_least_two)
 
     def __attrs_post_init__(self) -> None:
         if self.phase1_steps is not None and not 0 <= self.phase1_steps <= self.steps:
