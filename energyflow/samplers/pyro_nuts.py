@@ -74,6 +74,8 @@ class PyroNUTS:
         evals0 = field.num_grad_evals
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:
+            if params["x"].requires_grad:  # Pyro differentiates this call: one gradient evaluation
+                field.num_grad_evals += 1
             return field.expr.total(params["x"], T).sum() / T
 
         seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) if generator is not None else None
@@ -88,18 +90,28 @@ class PyroNUTS:
                 adapt_step_size=True,
                 adapt_mass_matrix=True,
             )
+            mean_accept: list[float] = []
+
+            def record(kernel, samples, stage, i) -> None:  # the kernel resets its statistics when done
+                if stage == "Sample":
+                    mean_accept[:] = [float(kernel._mean_accept_prob)]
+
             mcmc = MCMC(
                 kernel,
                 num_samples=self.num_samples,
                 warmup_steps=self.warmup_steps,
                 initial_params={"x": x.clone()},
                 disable_progbar=True,
+                hook_fn=record,
             )
             mcmc.run()
         draws = mcmc.get_samples()["x"].detach()  # (num_samples, B, *event)
         diag = mcmc.diagnostics()
         divergences = diag.get("divergences", {}).get("chain 0", [])
-        accept = diag.get("acceptance rate", {}).get("chain 0", float("nan"))
+        # Pyro's "acceptance rate" counts the iterations that moved, which NUTS nearly always
+        # does; what its dual averaging targets, and what Stan and NumPyro report, is the mean
+        # acceptance probability over the post-warm-up iterations (kept by the kernel).
+        accept = mean_accept[0] if mean_accept else float("nan")
         every = record_every or 1
         with torch.no_grad():
             energies = torch.stack([field.expr.total(d, T) for d in draws])  # (S, B)
