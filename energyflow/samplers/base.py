@@ -112,6 +112,63 @@ def prepare(field: Field, x0: Tensor, eps: float = 1.0, generator: torch.Generat
     return space.project(x0.detach()), space
 
 
+# What a numerically failed evaluation raises: a Cholesky that fails (LinAlgError is a
+# RuntimeError), a distribution whose argument validation sees NaN (ValueError), overflow.
+NUMERICAL_ERRORS = (ValueError, RuntimeError, ArithmeticError)
+
+
+def energy_and_grad_or_reject(field: Field, x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``field.energy_and_grad(x, eps)`` for Metropolis proposals, surviving failed chains.
+
+    When the batch's evaluation raises a numerical error, the batch is bisected to find
+    the states that raise alone; those get energy ``+inf`` and gradient 0, so their
+    proposals are rejected (and counted as divergent) while the other chains go on.
+    Valid only for energies that treat chains independently (see
+    :func:`forbid_batch_coupling`).
+
+    Returns:
+        tuple: energies ``(B,)``, gradients ``(B, *event)`` and a ``(B,)`` bool mask of
+        the states whose evaluation raised.
+
+    Raises:
+        EnergyflowError: a user error (never mistaken for a numerical failure).
+        Exception: the original error when every state raises on its own: the energy is
+            broken, not a proposal.
+    """
+    try:
+        e, g = field.energy_and_grad(x, eps)
+        return e, g, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    except NUMERICAL_ERRORS as err:
+        if isinstance(err, EnergyflowError):
+            raise
+        first = err
+    e = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+    g = torch.zeros_like(x)
+    failed = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    def evaluate(idx: Tensor) -> None:
+        try:
+            e_i, g_i = field.energy_and_grad(x[idx], eps)
+            e[idx], g[idx] = e_i, g_i
+        except NUMERICAL_ERRORS as err:
+            if isinstance(err, EnergyflowError):
+                raise
+            if idx.numel() == 1:
+                failed[idx] = True
+                return
+            half = idx.numel() // 2
+            evaluate(idx[:half])
+            evaluate(idx[half:])
+
+    half = x.shape[0] // 2
+    if x.shape[0] > 1:
+        evaluate(torch.arange(half, device=x.device))
+        evaluate(torch.arange(half, x.shape[0], device=x.device))
+    if x.shape[0] == 1 or bool(failed.all()):
+        raise first
+    return e, g, failed
+
+
 def forbid_batch_coupling(field: Field, sampler: str) -> None:
     """Per-chain Metropolis corrections assume chains are independent."""
     coupled = [leaf.name for _, leaf in field.expr.leaves() if leaf.couples_batch]

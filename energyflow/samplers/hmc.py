@@ -26,7 +26,13 @@ from torch import Tensor
 from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import positive
-from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
+from energyflow.samplers.base import (
+    Recorder,
+    SampleResult,
+    energy_and_grad_or_reject,
+    forbid_batch_coupling,
+    prepare,
+)
 from energyflow.samplers.mala import _uniform_log
 from energyflow.validation import integer, real
 
@@ -81,14 +87,18 @@ class HMC:
             h0 = e / T + kinetic0
             xn, gn = x, g
             pn = p - 0.5 * h * gn / T
+            broken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             for i in range(self.num_leapfrog):
                 xn = space.project(xn + h * inv_mass * pn)
-                en, gn = field.energy_and_grad(xn, T)
+                if bool(broken.any()):  # a chain whose evaluation raised waits at its start (rejected anyway)
+                    xn = torch.where(broken.reshape(shape), x, xn)
+                en, gn, failed = energy_and_grad_or_reject(field, xn, T)
+                broken |= failed
                 if i < self.num_leapfrog - 1:
                     pn = pn - h * gn / T
             pn = pn - 0.5 * h * gn / T
             h1 = en / T + 0.5 * space.sqnorm(pn * inv_mass.sqrt())
-            delta = h1 - h0
+            delta = torch.where(broken, torch.full_like(h1, math.inf), h1 - h0)
             divergent = ~torch.isfinite(delta) | (delta > self.max_energy_error)
             divergences += divergent.sum()
             log_alpha = torch.where(divergent, torch.full_like(delta, -math.inf), -delta)

@@ -27,7 +27,13 @@ from torch import Tensor
 
 from energyflow.field import Field
 from energyflow.samplers._config import positive
-from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
+from energyflow.samplers.base import (
+    Recorder,
+    SampleResult,
+    energy_and_grad_or_reject,
+    forbid_batch_coupling,
+    prepare,
+)
 from energyflow.validation import integer, real
 
 
@@ -72,7 +78,7 @@ class MALA:
         noise_scale = math.sqrt(2.0 * T * h)
         for k in range(self.num_steps):
             y = space.project(x - h * g + noise_scale * space.randn_like(x, generator))
-            e_y, g_y = field.energy_and_grad(y, T)
+            e_y, g_y, _ = energy_and_grad_or_reject(field, y, T)  # a proposal that raises is rejected
             # log q(y | x) = -|y - x + h g_x|^2 / (4 T h) + const
             # (the norm of the space, in which its noise is standard; g is already on the space)
             log_q_fwd = -space.sqnorm(y - x + h * g) / (4.0 * T * h)
