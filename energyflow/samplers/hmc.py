@@ -90,8 +90,8 @@ class HMC:
             broken = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             for i in range(self.num_leapfrog):
                 xn = space.project(xn + h * inv_mass * pn)
-                if bool(broken.any()):  # a chain whose evaluation raised waits at its start (rejected anyway)
-                    xn = torch.where(broken.reshape(shape), x, xn)
+                # A chain whose evaluation raised waits at its start (it is rejected anyway); no host sync.
+                xn = torch.where(broken.reshape(shape), x, xn)
                 en, gn, failed = energy_and_grad_or_reject(field, xn, T)
                 broken |= failed
                 if i < self.num_leapfrog - 1:
