@@ -334,13 +334,12 @@ def sample(
 
     from energyflow.outputs import check_output_file
 
-    checkpoint = run if run.is_file() else run / "checkpoints" / "last.pt"
-    check_output_file(out, "--out", protect=(checkpoint,))
+    check_output_file(out, "--out")
     plot_path = out.with_suffix(".png")
     if plot and plot_path == out:
         raise OutputPathError(f"--out {out} is where the plot goes; name the tensor file .pt (or pass --no-plot)")
     if plot:
-        check_output_file(plot_path, "the plot next to --out", protect=(checkpoint,))
+        check_output_file(plot_path, "the plot next to --out")
     result, _, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
     samples = result.samples.detach().cpu()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -72,25 +72,21 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def check_output_file(path: str | os.PathLike[str], what: str, *, protect: tuple[Path, ...] = ()) -> Path:
+def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
     """Makes sure a file can be written at ``path`` without destroying anything; creates nothing.
 
     Args:
         path: the file to write.
         what (str): how the user named it (``"--out"``), for the message.
-        protect: further files that must not be overwritten (e.g. a checkpoint).
 
     Raises:
-        OutputPathError: ``path`` is a folder, a checkpoint or a protected file, or
-            its folder cannot be written.
+        OutputPathError: ``path`` is a folder or a checkpoint, or its folder cannot be
+            written.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputPathError(f"{what} {path} is a folder; name a file in it, e.g. {path / 'samples.pt'}")
     if is_checkpoint(path):
         raise OutputPathError(f"{what} {path} is a checkpoint; refusing to overwrite a model, choose another file")
-    for other in protect:
-        if path.exists() and Path(other).exists() and os.path.samefile(path, other):
-            raise OutputPathError(f"{what} {path} is {other}, which must not be overwritten; choose another file")
     check_output_dir(path.parent, what, named=path)
     return path

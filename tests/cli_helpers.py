@@ -20,6 +20,13 @@ def invoke(*args, env=None):
     return runner.invoke(app, [str(a) for a in args], env=env)
 
 
+def train_tiny(out):
+    """Trains the TINY run into ``out`` through the CLI and returns ``out``."""
+    result = invoke("train", "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    return out
+
+
 def assert_user_error(result, *needles: str) -> str:
     """Exit code 2, exactly one line on stderr starting with 'error:', no traceback, no warning."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)

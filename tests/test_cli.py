@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import TINY, assert_user_error, invoke  # tests/ is on sys.path (no __init__.py)
+from cli_helpers import TINY, assert_user_error, invoke, train_tiny  # tests/ is on sys.path (no __init__.py)
 
 from energyflow.training import load_checkpoint, read_metrics
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "run"
-    result = invoke("train", "--out", out, *TINY)
-    assert result.exit_code == 0, result.output
-    return out
+    return train_tiny(tmp_path_factory.mktemp("cli") / "run")
 
 
 def test_train_writes_a_run(run):

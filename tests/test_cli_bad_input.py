@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from cli_helpers import TINY, invoke
+from cli_helpers import TINY, invoke, train_tiny
 from cli_helpers import assert_user_error as user_error
 
 from energyflow.cli import DEMO_FILES, DEMO_MARKER, app
@@ -27,10 +27,7 @@ DEMO = ["--steps", "4", "--cd-steps", "2"]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bad_input") / "run"
-    result = invoke("train", "--out", out, *TINY)
-    assert result.exit_code == 0, result.output
-    return out
+    return train_tiny(tmp_path_factory.mktemp("bad_input") / "run")
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
