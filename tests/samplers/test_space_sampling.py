@@ -11,8 +11,10 @@ inherits, which ``space.sqnorm`` measures). So with D the free dimension of S:
 and a free entry a_ij of a symmetric adjacency has variance T / 2 (it counts twice in
 the Frobenius metric). Every check uses 4000 chains; tolerances are 5 standard errors
 plus the known O(dt) bias of unadjusted Langevin, T / (1 - dt / 2) - T (0.5% at
-dt = 0.01). Negative controls rerun with the noise the spaces used before this change,
-(G + G^T) / sqrt(2) (unit variance per entry, i.e. twice the temperature), and must fail.
+dt = 0.01). Negative controls rerun with what the code did before this change and must
+fail: the noise (G + G^T) / sqrt(2) (unit variance per entry, i.e. twice the
+temperature), and the ambient gradient in HMC and in MALA (the latter with a term that
+vanishes on the space but whose gradient points off it: 36-200 standard errors off).
 """
 
 from __future__ import annotations
@@ -159,5 +161,47 @@ def test_negative_control_hmc_with_the_ambient_gradient(space, monkeypatch):
     space (here the constant -(I - P) B) entered HMC's momentum and kinetic energy."""
     monkeypatch.setattr(type(SPACES[space]()), "tangent", lambda self, v: v)
     sp, mean, x = run(space, "hmc")
+    mean_err, rel = law_errors(sp, mean, x)
+    assert mean_err > 5.5 or abs(rel) > 5 * math.sqrt(2 / (free_dimension(sp) * CHAINS))
+
+
+class OffSpace(ef.Energy):
+    """phi(x) = <u, x> (1 + |x|^2) / 2 with u orthogonal to the space: zero on the space, so
+    the target law is unchanged, but its ambient gradient (1 + |x|^2) u / 2 + ... points off
+    the space and varies with x, which a sampler must not see."""
+
+    def __init__(self, u: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("u", u)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, x.dim()))
+        return (x * self.u).sum(dims) * (1 + x.pow(2).sum(dims)) / 2
+
+
+def run_with_off_space_term(space_name: str, sampler_name: str, seed: int = 0):
+    space = SPACES[space_name]()
+    g = torch.Generator().manual_seed(seed)
+    b = torch.randn(1, *space.event_shape, generator=g, dtype=F64) + 0.5
+    r = 3.0 * torch.randn(1, *space.event_shape, generator=g, dtype=F64)
+    field = ef.compile(Quadratic(b) + OffSpace(r - space.project(r)), space)
+    out = SAMPLERS[sampler_name]().run(field, space.noise(CHAINS, generator=g, dtype=F64), generator=g)
+    return space, space.project(b), out.samples
+
+
+@pytest.mark.parametrize("space", ["zero_com", "symmetric_masked"])
+def test_a_term_that_vanishes_on_the_space_leaves_mala_and_hmc_exact(space):
+    for sampler in ("mala", "hmc"):
+        sp, mean, x = run_with_off_space_term(space, sampler)
+        mean_err, rel = law_errors(sp, mean, x)
+        assert mean_err < 5.5 and abs(rel) < 5 * math.sqrt(2 / (free_dimension(sp) * CHAINS)), (sampler, mean_err, rel)
+
+
+@pytest.mark.parametrize("space", ["zero_com", "symmetric_masked"])
+def test_negative_control_mala_with_the_ambient_gradient(space, monkeypatch):
+    """With the ambient gradient, MALA's proposal density carries the off-space part,
+    which varies with x here, and the chain's law is wrong."""
+    monkeypatch.setattr(type(SPACES[space]()), "tangent", lambda self, v: v)
+    sp, mean, x = run_with_off_space_term(space, "mala")
     mean_err, rel = law_errors(sp, mean, x)
     assert mean_err > 5.5 or abs(rel) > 5 * math.sqrt(2 / (free_dimension(sp) * CHAINS))
