@@ -155,15 +155,16 @@ def energy_and_grad_or_reject(field: Field, x: Tensor, eps: float) -> tuple[Tens
                 raise
             if idx.numel() == 1:
                 failed[idx] = True
-                return
-            half = idx.numel() // 2
-            evaluate(idx[:half])
-            evaluate(idx[half:])
+            else:
+                bisect(idx)
 
-    half = x.shape[0] // 2
+    def bisect(idx: Tensor) -> None:  # the whole of idx raised: evaluate its halves
+        half = idx.numel() // 2
+        evaluate(idx[:half])
+        evaluate(idx[half:])
+
     if x.shape[0] > 1:
-        evaluate(torch.arange(half, device=x.device))
-        evaluate(torch.arange(half, x.shape[0], device=x.device))
+        bisect(torch.arange(x.shape[0], device=x.device))
     if x.shape[0] == 1 or bool(failed.all()):
         raise first
     return e, g, failed
