@@ -67,7 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow.domains.image import ImageDomain
-from energyflow.domains.image_nets import count_parameters
+from energyflow.domains.image.networks import count_parameters
 from energyflow.field import compile as compile_field
 from energyflow.training import Trainer, resolve_config
 from energyflow.training.trainer import sampler_for

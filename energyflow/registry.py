@@ -139,6 +139,6 @@ DOMAINS = Registry(
 NETWORKS = Registry(
     "network",
     {
-        "unet_vit": "energyflow.domains.image_nets:cifar10_potential",
+        "unet_vit": "energyflow.domains.image.networks:cifar10_potential",
     },
 )

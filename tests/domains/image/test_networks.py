@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from energyflow.domains.image_nets import (
+from energyflow.domains.image.networks import (
     CIFAR10_POTENTIAL_DEFAULTS,
     ConvPotential,
     UNetViTPotential,

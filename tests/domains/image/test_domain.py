@@ -12,7 +12,7 @@ import torch
 
 from energyflow.domains import Domain
 from energyflow.domains.image import CIFAR10_DIRNAME, ImageDomain, load_cifar10, load_digits_split
-from energyflow.domains.image_nets import ConvPotential, count_parameters
+from energyflow.domains.image.networks import ConvPotential, count_parameters
 from energyflow.registry import DOMAINS
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
@@ -24,7 +24,7 @@ def gen(seed: int) -> torch.Generator:
 
 @pytest.fixture(scope="module", autouse=True)
 def classifier_cache(tmp_path_factory):
-    """One cache directory per test process (shared with test_digit_classifier.py)."""
+    """One cache directory per test process (shared with test_classifier.py)."""
     cache = tmp_path_factory.getbasetemp() / "energyflow-cache"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ENERGYFLOW_CACHE", str(cache))

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from energyflow.domains import digit_classifier as dc
-from energyflow.domains.image import load_digits_split
+from energyflow.domains.image import classifier as dc
+from energyflow.domains.image.data import load_digits_split
 
 
 @pytest.fixture(scope="module", autouse=True)

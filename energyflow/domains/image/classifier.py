@@ -4,7 +4,7 @@ The classifier plays the role Inception plays for FID: its 128-dimensional penul
 features give a Frechet distance between generated and real 8x8 digits, and its
 predictions give the class histogram behind mode coverage. It is trained by the
 package itself, deterministically, on the default train split of
-:func:`energyflow.domains.image.load_digits_split` (1,438 images; seed 0, fraction
+:func:`energyflow.domains.image.data.load_digits_split` (1,438 images; seed 0, fraction
 0.2), so no weights are downloaded:
 
 - recipe (:data:`RECIPE`): Adam (lr 2e-3) for 15 epochs of batch 64, each batch
@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
-from energyflow.domains.image import load_digits_split
+from energyflow.domains.image.data import load_digits_split
 from energyflow.errors import InvalidValueError
 
 __all__ = [
