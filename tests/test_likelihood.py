@@ -299,7 +299,7 @@ def test_nll_of_a_trained_energy_matching_model(tmp_path):
     # 4. Negative control: the same V read at the wrong temperature eps_max / 3 misses by
     #    more than that bound (5.8 nats in development), so the bound discriminates.
     from energyflow.training import Trainer, resolve_config
-    from energyflow.training.trainer import load_potential
+    from energyflow.training.run import load_potential
 
     torch.set_num_threads(1)
     cfg = resolve_config("toy", overrides=dict(
