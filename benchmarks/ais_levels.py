@@ -29,7 +29,7 @@ else:
 import torch
 
 from energyflow.likelihood import log_partition
-from energyflow.training.trainer import load_potential
+from energyflow.training.run import load_potential
 
 LEVELS = [0, 1, 3, 10, 30, 100, 200]
 

@@ -40,7 +40,7 @@ from energyflow.field import compile as compile_field
 from energyflow.metrics import wasserstein2
 from energyflow.samplers.flow import GradientFlow
 from energyflow.training import Trainer, resolve_config
-from energyflow.training.trainer import sampler_for
+from energyflow.training.run import sampler_for
 
 NAME = "checkerboard_gap"
 TASK = dict(dataset="checkerboard", source="gaussian")

@@ -67,7 +67,7 @@ from energyflow.inverse import (
 )
 from energyflow.metrics import psnr, ssim
 from energyflow.training import Trainer
-from energyflow.training.trainer import load_potential, sampler_for
+from energyflow.training.run import load_potential, sampler_for
 
 NAME = "digits_inverse"
 TASKS = ("inpaint_box", "inpaint_half", "inpaint_random", "denoise", "deblur")

@@ -70,7 +70,7 @@ from energyflow.domains.image import ImageDomain
 from energyflow.domains.image.networks import count_parameters
 from energyflow.field import compile as compile_field
 from energyflow.training import Trainer, resolve_config
-from energyflow.training.trainer import sampler_for
+from energyflow.training.run import sampler_for
 
 NAME = "digits_quality"
 REPO = Path(__file__).resolve().parent.parent

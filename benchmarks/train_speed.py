@@ -56,7 +56,7 @@ from torch import nn
 
 from energyflow.domains.toy import ToyDomain
 from energyflow.training import Trainer, resolve_config
-from energyflow.training.trainer import build_network
+from energyflow.training.build import build_network
 
 NAME = "train_speed"
 TARGETS = {1: 3.0, 2: 1.5}  # energyflow must be this many times faster than torchebm

@@ -113,15 +113,30 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as config values (JSON where the value parses, else the text).
+
+    ``--set domain_options.dataset=moons`` (or ``network_options.KEY=VALUE``) sets one
+    entry of an option table; ``--set domain_options='{"dataset": "moons"}'`` sets several.
+    Entries of one table from several ``--set`` merge.
+    """
+    from energyflow.training.config import OPTION_TABLES, merge_config_values
+
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise InvalidValueError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
+        key = key.strip()
         try:
-            out[key.strip()] = json.loads(value)
+            parsed: Any = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            parsed = value
+        table, dot, option = key.partition(".")
+        if dot:
+            if table not in OPTION_TABLES or not option:
+                raise InvalidValueError(f"--set {key}=...: only {' and '.join(OPTION_TABLES)} take a dotted KEY.OPTION")
+            parsed, key = {option: parsed}, table
+        out = merge_config_values(out, {key: parsed})
     return out
 
 
@@ -172,14 +187,16 @@ def train(
     lr: Optional[float] = typer.Option(None, help="Learning rate."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:1, ..."),
-    set_: list[str] = typer.Option([], "--set", help="Any config field: --set eps_max=0.1 (repeatable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Any config field: --set eps_max=0.1, --set domain_options.test_size=5000 (repeatable).",
+    ),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
 ) -> None:
     """Train a potential by Energy Matching."""
     from energyflow.outputs import check_output_dir
     from energyflow.training import Trainer, resolve_config
     from energyflow.training.checkpoint import load_checkpoint
-    from energyflow.training.config import CONFIG_HEADER, build_config
+    from energyflow.training.config import CONFIG_HEADER, build_config, merge_config_values
 
     _quiet_unless_rank_zero()
     overrides = dict(domain=domain, dataset=dataset, source=source, steps=steps, batch_size=batch_size,
@@ -191,9 +208,7 @@ def train(
         if preset is not None or config is not None:
             raise InvalidValueError("--resume continues a run with its saved config; --preset and --config apply to new runs")
         state = load_checkpoint(resume)
-        base = dict(state["config"])
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = build_config(base)
+        cfg = build_config(merge_config_values(state["config"], {k: v for k, v in overrides.items() if v is not None}))
         if cfg.steps < int(state["step"]):
             raise InvalidValueError(
                 f"{resume} is at step {int(state['step'])}; --steps {cfg.steps} is below it "
@@ -234,24 +249,21 @@ def _print_metrics(metrics: dict[str, float], title: str) -> None:
     console.print(table)
 
 
-def _likelihood_metrics(potential, cfg, domain, n: int, *, nll: bool, ais_chains: int, ais_steps: int, lid: int,
+def _likelihood_metrics(potential, cfg, domain, *, nll: bool, ais_chains: int, ais_steps: int, lid: int,
                         lid_threshold: float, seed: int, device: str) -> dict[str, float]:
     """NLL (nats, and per dimension) of held-out data and LID statistics of a loaded run.
 
     The density is the model's Boltzmann density ``exp(-V / eps_max) / Z``; held-out data
-    are the domain's test split where it has one, else ``n`` fresh draws of the data.
+    are the domain's :meth:`~energyflow.domains.Domain.test_data` (the test split, or the
+    toy domains' fixed-seed held-out draw).
     """
     import torch
 
     from energyflow.likelihood import local_intrinsic_dimension, log_partition, negative_log_likelihood
-    from energyflow.training.trainer import resolve_device
+    from energyflow.training.build import resolve_device
 
     dev = resolve_device(device)
-    if hasattr(domain, "test_data"):
-        held_out = domain.test_data()
-    else:
-        held_out = domain.sample_data(n, generator=torch.Generator().manual_seed(seed + 20_011))
-    held_out = held_out.to(dev)
+    held_out = domain.test_data().to(dev)
     event = tuple(domain.space.event_shape)
     out: dict[str, float] = {}
     if nll:
@@ -287,7 +299,8 @@ def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, de
 
     from energyflow.field import compile as compile_field
     from energyflow.registry import SAMPLERS
-    from energyflow.training.trainer import load_potential, resolve_device, sampler_for
+    from energyflow.training.build import resolve_device
+    from energyflow.training.run import load_potential, sampler_for
 
     if n <= 0:
         raise InvalidValueError(f"--n must be positive, got {n}")
@@ -349,13 +362,17 @@ def sample(
     console.print(f"wrote {samples.shape[0]} samples of shape {tuple(samples.shape[1:])} to [bold]{out}[/]")
     if result.mean_acceptance is not None:
         console.print(f"mean acceptance rate: {result.mean_acceptance:.3f}, divergences: {result.num_divergences}")
-    if plot and hasattr(domain, "plot"):
+    if plot:
         from energyflow import plotting
+        from energyflow.domains.base import PlotUnavailableError
 
         ref = domain.sample_data(min(samples.shape[0], 64 if samples.dim() > 2 else samples.shape[0]),
                                  generator=torch.Generator().manual_seed(seed + 1))
-        path = plotting.save_figure(domain.plot(samples, reference=ref), plot_path)
-        console.print(f"plot: {path}")
+        try:
+            path = plotting.save_figure(domain.plot(samples, reference=ref), plot_path)
+            console.print(f"plot: {path}")
+        except PlotUnavailableError as err:
+            console.print(f"no plot: {err}")
 
 
 @app.command()
@@ -374,9 +391,7 @@ def evaluate(
     lid: int = typer.Option(0, "--lid", help="Also the local intrinsic dimension at this many held-out points."),
     lid_threshold: float = typer.Option(0.1, "--lid-threshold", help="LID: curvature below this fraction of the largest is flat."),
 ) -> None:
-    """The domain's metrics on fresh samples against fresh data; optionally NLL and LID."""
-    import torch
-
+    """The domain's metrics on fresh samples against its held-out data; optionally NLL and LID."""
     from energyflow.outputs import check_output_file
 
     if lid < 0:
@@ -391,11 +406,10 @@ def evaluate(
     if json_out is not None:
         check_output_file(json_out, "--json")
     result, potential, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
-    ref = domain.sample_data(n, generator=torch.Generator().manual_seed(seed + 10_007))
-    metrics = {k: float(v) for k, v in domain.metrics(result.samples.detach().cpu(), ref).items()}
+    metrics = {k: float(v) for k, v in domain.metrics(result.samples.detach().cpu()).items()}  # vs held-out data
     metrics["grad_evals_per_sample"] = float(result.num_grad_evals)
     if nll or lid:
-        metrics.update(_likelihood_metrics(potential, cfg, domain, n, nll=nll, ais_chains=ais_chains,
+        metrics.update(_likelihood_metrics(potential, cfg, domain, nll=nll, ais_chains=ais_chains,
                                            ais_steps=ais_steps, lid=lid, lid_threshold=lid_threshold,
                                            seed=seed, device=device))
     _print_metrics(metrics, title=f"{cfg.domain}/{cfg.dataset}: {n} samples, {sampler}")
@@ -517,13 +531,12 @@ def demo(
     )
     trainer = Trainer(cfg, out)
     result = _run_training(trainer, cfg.steps)
-    _print_metrics(result.eval_metrics, title="samples vs fresh data (lower is better)")
+    _print_metrics(result.eval_metrics, title="samples vs held-out data (lower is better)")
     import torch
 
     n = cfg.eval_samples
-    floor = trainer.domain.metrics(trainer.domain.sample_data(n, generator=torch.Generator().manual_seed(1)),
-                                   trainer.domain.sample_data(n, generator=torch.Generator().manual_seed(2)))
-    console.print("for scale, two independent data sets of the same size score "
+    floor = trainer.domain.metrics(trainer.domain.train_data(n, generator=torch.Generator().manual_seed(1)))
+    console.print(f"for scale, {n} fresh data points against the same held-out data score "
                   + ", ".join(f"{k}={v:.4g}" for k, v in floor.items()))
     console.print(f"run directory: [bold]{result.run_dir}[/]  (config, metrics.jsonl, checkpoints)")
     for p in result.plots:

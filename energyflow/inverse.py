@@ -347,7 +347,8 @@ def condition_run(
     from pathlib import Path
 
     from energyflow import plotting
-    from energyflow.training.trainer import load_potential, resolve_device, sampler_for
+    from energyflow.training.build import resolve_device
+    from energyflow.training.run import load_potential, sampler_for
 
     if num_images < 1:
         raise InvalidValueError(f"num_images must be >= 1, got {num_images}")

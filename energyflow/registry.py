@@ -26,6 +26,10 @@ class RegistryError(EnergyflowError, KeyError, ValueError):
         return str(self.args[0])
 
 
+def _key(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
 class Registry:
     """Maps lower-case names to classes (or factories), imported lazily.
 
@@ -43,13 +47,19 @@ class Registry:
 
     def register(self, name: str, target: str | Any) -> None:
         """Adds ``name``; ``target`` is a ``"module:attr"`` path or the object itself."""
-        key = name.lower().replace("-", "_")
+        key = _key(name)
         if isinstance(target, str):
             self._paths[key] = target
             self._loaded.pop(key, None)
         else:
             self._loaded[key] = target
             self._paths[key] = f"{target.__module__}:{getattr(target, '__qualname__', key)}"
+
+    def unregister(self, name: str) -> None:
+        """Removes ``name`` (no error if it is not registered)."""
+        key = _key(name)
+        self._paths.pop(key, None)
+        self._loaded.pop(key, None)
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
@@ -128,13 +138,58 @@ COUPLINGS = Registry(
     },
 )
 
-DOMAINS = Registry(
-    "domain",
-    {
-        "toy": "energyflow.domains.toy:ToyDomain",
-        "image": "energyflow.domains.image:ImageDomain",
-    },
-)
+DOMAINS = Registry("domain")
+"""Domain name -> domain class; fill it with :func:`register_domain`, never directly."""
+
+_DOMAIN_PRESETS: dict[str, str] = {}
+
+
+def register_domain(name: str, target: str | Any, *, default_preset: str) -> None:
+    """Registers a domain: its name, its class and the training preset a run of it starts from.
+
+    This is the one place a domain is declared; :data:`DOMAINS` resolves the name and
+    :func:`domain_default_preset` (used by
+    :func:`energyflow.training.config.default_preset`) answers the preset without
+    importing the domain's module.
+
+    Args:
+        name (str): the name configs and the CLI use (``"toy"``).
+        target (str | Any): ``"module:Class"`` or the class itself.
+        default_preset (str): a key of :data:`energyflow.training.config.PRESETS` whose
+            ``domain`` is this one.
+
+    Example:
+        >>> register_domain("line", "energyflow.domains.toy:ToyDomain", default_preset="toy")
+        >>> domain_default_preset("line"), DOMAINS.get("line").__name__
+        ('toy', 'ToyDomain')
+        >>> unregister_domain("line"); "line" in DOMAINS
+        False
+    """
+    if not isinstance(default_preset, str) or not default_preset:
+        raise RegistryError(f"default_preset of domain {name!r} must be a preset name, got {default_preset!r}")
+    DOMAINS.register(name, target)
+    _DOMAIN_PRESETS[_key(name)] = default_preset
+
+
+def unregister_domain(name: str) -> None:
+    """Removes a domain added by :func:`register_domain` (tests and plug-ins that clean up)."""
+    DOMAINS.unregister(name)
+    _DOMAIN_PRESETS.pop(_key(name), None)
+
+
+def domain_default_preset(name: str) -> str:
+    """The preset a run of domain ``name`` starts from when none is named.
+
+    Raises:
+        RegistryError: the domain is unknown; the message lists the known ones.
+    """
+    if name not in DOMAINS:
+        DOMAINS.get(name)  # raises with the list of names
+    return _DOMAIN_PRESETS[_key(name)]
+
+
+register_domain("toy", "energyflow.domains.toy:ToyDomain", default_preset="toy")
+register_domain("image", "energyflow.domains.image:ImageDomain", default_preset="mnist")
 
 NETWORKS = Registry(
     "network",
@@ -142,3 +197,10 @@ NETWORKS = Registry(
         "unet_vit": "energyflow.domains.image.networks:cifar10_potential",
     },
 )
+"""Named potential networks: factories called with keyword options.
+
+A factory lists the keyword options it takes in its ``options`` attribute (a tuple of
+names); :func:`energyflow.training.build.build_network` refuses any other with a
+ConfigError. A factory that lists ``output_scale`` is built with ``output_scale=1.0``:
+the trainer applies the config's ``output_scale`` itself.
+"""

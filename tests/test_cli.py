@@ -75,12 +75,13 @@ def test_evaluate_nll_and_lid(run, tmp_path):
     assert {"nll", "nll_stderr", "nll_per_dim", "log_z", "log_z_stderr", "ais_ess", "lid_mean", "lid_median"} <= set(m)
     assert m["nll_stderr"] > 0 and m["nll_per_dim"] == pytest.approx(m["nll"] / 2)
     assert 0 <= m["lid_min"] <= m["lid_mean"] <= m["lid_max"] <= 2 and m["lid_points"] == 8
-    # The NLL is of the Boltzmann density at eps_max on the held-out draws (the toy domain
-    # has no test split: n fresh draws with seed 0 + 20011): mean V / eps_max + log Z.
-    from energyflow.training.trainer import load_potential
+    # The NLL is of the Boltzmann density at eps_max on the held-out data (for the toy
+    # domain its fixed-seed held-out draw of test_size points): mean V / eps_max + log Z.
+    from energyflow.training.run import load_potential
 
     potential, cfg, domain = load_potential(run)
-    data = domain.sample_data(64, generator=torch.Generator().manual_seed(20_011))
+    data = domain.test_data()
+    assert m["nll_points"] == data.shape[0] == 2000
     with torch.no_grad():
         expected = float(potential(data).double().mean()) / cfg.eps_max + m["log_z"]
     assert m["nll"] == pytest.approx(expected, rel=1e-5, abs=1e-5)

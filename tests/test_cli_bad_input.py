@@ -110,7 +110,7 @@ def test_a_failing_final_evaluation_keeps_the_trained_checkpoint(tmp_path, monke
     from energyflow.domains.toy import ToyDomain
     from energyflow.errors import InvalidValueError
 
-    def failing(self, samples, reference):
+    def failing(self, samples, reference=None):
         raise InvalidValueError("the metric refused these samples")
 
     monkeypatch.setattr(ToyDomain, "metrics", failing)
@@ -135,12 +135,12 @@ def test_orphaned_temporary_checkpoints_are_removed_on_start(run):
 
 # --- bugs hidden or mislabelled --------------------------------------------------------------
 def test_a_library_bug_keeps_its_traceback_and_says_it_is_a_bug(run, tmp_path, monkeypatch):
-    import energyflow.training.trainer as trainer_module
+    import energyflow.training.run as run_module
 
     def broken(*args, **kwargs):
         raise ValueError("an internal shape bug")
 
-    monkeypatch.setattr(trainer_module, "build_network", broken)
+    monkeypatch.setattr(run_module, "build_network", broken)  # what load_potential calls
     result = invoke("sample", run, "--n", "4", "--out", tmp_path / "s.pt")
     assert result.exit_code == 1, result.output
     assert "Traceback" in result.stderr and "an internal shape bug" in result.stderr

@@ -36,12 +36,13 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
+from energyflow.domains.base import Domain, resolve_like, subset
 from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.spaces import Euclidean
 
@@ -53,6 +54,7 @@ __all__ = [
     "DATASETS",
     "EIGHT_GAUSSIANS_RADIUS",
     "EIGHT_GAUSSIANS_STD",
+    "TEST_SEED",
     "ToyDomain",
     "checkerboard",
     "eight_gaussians",
@@ -315,19 +317,31 @@ def sample_dataset(
     return x.to(device) if device is not None else x
 
 
-class ToyDomain:
+TEST_SEED = 0x7E57_5EED
+"""Seed of the toy domains' held-out draw; the trainer's data streams never use it."""
+
+
+class ToyDomain(Domain):
     """The 2-D toy domain: transport ``source`` to ``dataset`` in R^2.
 
     The paper's demo is ``ToyDomain(dataset="moons", source="eight_gaussians")``.
+
+    Toy data sets are generative distributions, not finite sets: :meth:`train_data`
+    and :meth:`sample_data` are fresh draws, and the held-out :meth:`test_data` is one
+    fixed draw of ``test_size`` points made with the seed :data:`TEST_SEED`, which no
+    training stream uses, so it is independent of every training draw.
 
     Args:
         dataset (str): name of the data set (a key of :data:`DATASETS`).
         source (str): name of the distribution the flow starts from; ``"gaussian"``
             (the default) is the standard normal of the space.
+        test_size (int): points in the held-out set (>= 2).
 
     Attributes:
         name (str): ``"toy"``.
-        default_preset (str): ``"toy"``, the training preset a run of this domain starts from.
+        options (tuple[str, ...]): ``("dataset", "source", "test_size")``, the config's
+            ``domain_options``.
+        network_options (tuple[str, ...]): ``("hidden", "depth")``.
         space (Euclidean): ``Euclidean(2)``.
         dataset (str): canonical data set name.
         source (str): canonical source name.
@@ -337,15 +351,24 @@ class ToyDomain:
         >>> d = ToyDomain("checkerboard")
         >>> d.sample_data(8, torch.Generator().manual_seed(0)).shape
         torch.Size([8, 2])
+        >>> d.test_data().shape, torch.equal(d.test_data(5), d.test_data()[:5])
+        (torch.Size([2000, 2]), True)
+        >>> d.decode(torch.tensor([[0.5, -1.0]]))
+        [(0.5, -1.0)]
     """
 
     name = "toy"
-    default_preset = "toy"
+    options = ("dataset", "source", "test_size")
+    network_options = ("hidden", "depth")
 
-    def __init__(self, dataset: str = "moons", source: str = "gaussian") -> None:
+    def __init__(self, dataset: str = "moons", source: str = "gaussian", test_size: int = 2000) -> None:
         self.dataset = get_dataset(dataset).__name__
         self.source = get_dataset(source).__name__
+        self.test_size = _check_n(test_size)
+        if self.test_size < 2:
+            raise InvalidValueError(f"test_size must be >= 2 (the metrics compare sets of points), got {test_size}")
         self.space = Euclidean(2)
+        self._test: Tensor | None = None
 
     def sample_data(
         self,
@@ -356,14 +379,57 @@ class ToyDomain:
         """Draws ``n`` data points, shape ``(n, 2)`` float32."""
         return sample_dataset(self.dataset, n, generator, device)
 
+    def train_data(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` fresh training draws, shape ``(n, 2)`` float32 (the same as :meth:`sample_data`).
+
+        Raises:
+            InvalidValueError: ``n`` is None: a toy data set is a distribution with no
+                finite training set.
+        """
+        if n is None:
+            raise InvalidValueError(f"the toy data set {self.dataset!r} is a distribution, not a finite set: "
+                                    "ask train_data for n points")
+        return self.sample_data(n, generator)
+
+    def test_data(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """The held-out draw, ``(test_size, 2)`` float32, or ``n`` of its points.
+
+        Args:
+            n (int | None): points wanted (at most ``test_size``); the first ``n``, or
+                ``n`` distinct ones drawn with ``generator``.
+            generator (torch.Generator | None): picks the points when given.
+        """
+        if self._test is None:
+            self._test = sample_dataset(self.dataset, self.test_size, torch.Generator().manual_seed(TEST_SEED))
+        return subset(self._test, n, generator, f"the held-out draw of {self.dataset}")
+
     def sample_source(
         self,
-        n: int,
+        n: int | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        like: Tensor | None = None,
     ) -> Tensor:
-        """Draws ``n`` source points (where the flow starts), shape ``(n, 2)`` float32."""
-        return sample_dataset(self.source, n, generator, device)
+        """Draws source points (where the flow starts), shape ``(n, 2)``.
+
+        Float32 on ``device`` (default: the generator's); with ``like`` (a data batch
+        ``(B, 2)``), ``B`` points with ``like``'s device and dtype.
+        """
+        n, device, dtype = resolve_like(self.space, n, like, device)
+        x = sample_dataset(self.source, n, generator, device)
+        return x.to(dtype) if dtype is not None else x
+
+    def decode(self, samples: Tensor) -> list[tuple[float, float]]:
+        """The points of a batch ``(B, 2)`` as ``B`` tuples ``(x, y)`` of Python floats."""
+        x = self._check(samples, "samples")
+        return [(float(a), float(b)) for a, b in x.detach().cpu().double().tolist()]
+
+    @staticmethod
+    def _check(t: Any, label: str) -> Tensor:
+        if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[1] != 2:
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise InvalidValueError(f"{label} must be a tensor of shape (B, 2) for the toy domain, got {shape}")
+        return t
 
     def default_network(self, hidden: int = 256, depth: int = 3) -> nn.Module:
         """A time-independent scalar potential MLP ``2 -> hidden (x depth) -> 1`` with SiLU.
@@ -383,24 +449,26 @@ class ToyDomain:
         layers.append(nn.Linear(hidden, 1))
         return nn.Sequential(*layers)
 
-    def metrics(self, samples: Tensor, reference: Tensor, max_points: int = 2000) -> dict[str, float]:
-        """W2 (exact OT) and MMD^2 between generated samples and reference data.
+    def metrics(
+        self, samples: Tensor, reference: Tensor | None = None, max_points: int = 2000
+    ) -> dict[str, float]:
+        """W2 (exact OT) and MMD^2 between generated samples and held-out data.
 
         To bound the cost of exact OT, only the first ``max_points`` of each set are used
         (samples are i.i.d., so the first ones are a fair subsample).
 
         Args:
             samples (Tensor): shape ``(B1, 2)``.
-            reference (Tensor): shape ``(B2, 2)``.
+            reference (Tensor | None): shape ``(B2, 2)``; default the held-out draw,
+                :meth:`test_data`.
             max_points (int): cap on the points used from each set.
 
         Returns:
             dict[str, float]: ``{"w2": ..., "mmd": ...}`` (both lower is better).
         """
-        for label, t in (("samples", samples), ("reference", reference)):
-            if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[1] != 2:
-                shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-                raise InvalidValueError(f"{label} must be a tensor of shape (B, 2) for the toy domain, got {shape}")
+        reference = self.test_data() if reference is None else reference
+        self._check(samples, "samples")
+        self._check(reference, "reference")
         x, y = samples[:max_points], reference[:max_points]
         return {"w2": _metrics.wasserstein2(x, y), "mmd": _metrics.mmd(x, y)}
 
@@ -418,4 +486,4 @@ class ToyDomain:
         return plot_samples(samples, reference=reference, ax=ax, title=title, reference_label="data")
 
     def __repr__(self) -> str:
-        return f"ToyDomain(dataset={self.dataset!r}, source={self.source!r})"
+        return f"ToyDomain(dataset={self.dataset!r}, source={self.source!r}, test_size={self.test_size})"

@@ -65,7 +65,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     Args:
         path: a checkpoint file, or a run directory (its ``checkpoints/last.pt``).
         map_location: where tensors go; a device that exists (see
-            :func:`energyflow.training.trainer.resolve_device` for ``"auto"``).
+            :func:`energyflow.training.build.resolve_device` for ``"auto"``).
 
     Raises:
         CheckpointError: missing file, corrupt or truncated data, pickled code or

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from energyflow.errors import InvalidValueError
-from energyflow.registry import COUPLINGS, DOMAINS, NETWORKS
+from energyflow.registry import COUPLINGS, DOMAINS, NETWORKS, RegistryError, domain_default_preset
 from energyflow.validation import integer, real, to_float
 
 
@@ -105,6 +106,163 @@ def _betas(value, inst, field) -> tuple[float, ...]:
     return tuple(to_float(b, "TrainConfig.betas") for b in value)
 
 
+OPTION_TABLES = ("domain_options", "network_options")
+"""The config fields that are tables of keyword options (``--set domain_options.KEY=VALUE``)."""
+
+LIFTED_DOMAIN_OPTIONS = ("dataset", "source")
+"""Domain options that are also top-level fields; a ``domain_options`` entry moves to the field."""
+
+_SCALARS = (str, bool, int, float)
+
+
+def _option_value(value: Any, where: str) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be finite (TOML cannot store {value}), got {value}")
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = []
+        for i, v in enumerate(value):
+            if not isinstance(v, _SCALARS):
+                _bad_option(v, f"{where}[{i}]")
+            items.append(_option_value(v, f"{where}[{i}]"))
+        return items
+    return _bad_option(value, where)
+
+
+def _bad_option(value: Any, where: str) -> Any:
+    hint = " (TOML has no null: leave the option out to use its default)" if value is None else ""
+    raise ConfigError(f"{where} must be a string, number, boolean or a list of them, got {value!r}{hint}")
+
+
+def _options_table(value: Any, inst: Any, field: attrs.Attribute) -> dict[str, Any]:
+    """A dict of keyword options with str keys and TOML-storable values (a copy)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{field.name} must be a table of options (name = value), got {value!r}")
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(f"{field.name}: option names must be identifiers, got {key!r}")
+        out[key] = _option_value(v, f"{field.name}.{key}")
+    return out
+
+
+def _domain_class(name: str) -> Any:
+    try:
+        return DOMAINS.get(name)
+    except RegistryError as err:
+        raise ConfigError(f"domain: {err}") from None
+
+
+def domain_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments the config's domain is built with.
+
+    The top-level fields ``dataset`` and ``source`` are passed when the domain lists them
+    in its ``options`` (:attr:`energyflow.domains.Domain.options`); ``domain_options``
+    adds the rest (it never holds ``dataset`` or ``source``: :class:`TrainConfig` moves
+    them to the top-level fields).
+
+    Raises:
+        ConfigError: an option the domain does not take; the message names those it does.
+
+    Example:
+        >>> domain_kwargs(TrainConfig(domain="toy", domain_options={"test_size": 500}))
+        {'dataset': 'moons', 'source': 'gaussian', 'test_size': 500}
+    """
+    cls = _domain_class(cfg.domain)
+    valid = tuple(getattr(cls, "options", ()))
+    unknown = sorted(set(cfg.domain_options) - set(valid))
+    if unknown:
+        raise ConfigError(f"domain_options: the {cfg.domain} domain has no option(s) {', '.join(unknown)}; "
+                          f"its options are: {', '.join(valid) or 'none'}")
+    kwargs = {k: getattr(cfg, k) for k in LIFTED_DOMAIN_OPTIONS if k in valid}
+    kwargs.update(cfg.domain_options)
+    return kwargs
+
+
+def network_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments the config's network is built with.
+
+    For the domain's default network: the top-level ``hidden`` and ``depth`` when the
+    domain lists them in ``network_options``, updated by ``cfg.network_options`` (which
+    wins). For a named network (``cfg.network``): ``cfg.network_options`` only, checked
+    against the factory's ``options``, plus ``output_scale=1.0`` when the factory takes
+    one (the trainer applies ``cfg.output_scale`` itself).
+
+    Raises:
+        ConfigError: an option the network does not take (the message names those it
+            does), or ``output_scale`` among the options (set the top-level field).
+
+    Example:
+        >>> network_kwargs(TrainConfig(domain="toy", hidden=32, network_options={"depth": 1}))
+        {'hidden': 32, 'depth': 1}
+    """
+    opts = dict(cfg.network_options)
+    if "output_scale" in opts:
+        raise ConfigError("network_options.output_scale: set the top-level output_scale instead "
+                          "(the trainer scales the network's output; a second scale would apply twice)")
+    if cfg.network is not None:
+        factory = NETWORKS.get(cfg.network)
+        valid = tuple(getattr(factory, "options", ()))
+        owner = f"network {cfg.network!r}"
+        kwargs: dict[str, Any] = {"output_scale": 1.0} if "output_scale" in valid else {}
+        valid = tuple(v for v in valid if v != "output_scale")
+    else:
+        valid = tuple(getattr(_domain_class(cfg.domain), "network_options", ()))
+        owner = f"default network of the {cfg.domain} domain"
+        kwargs = {k: getattr(cfg, k) for k in ("hidden", "depth") if k in valid}
+    unknown = sorted(set(opts) - set(valid))
+    if unknown:
+        raise ConfigError(f"network_options: the {owner} has no option(s) {', '.join(unknown)}; "
+                          f"its options are: {', '.join(valid) or 'none'}")
+    kwargs.update(opts)
+    return kwargs
+
+
+def merge_config_values(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``update``; the option tables are merged key by key, not replaced.
+
+    Each side is first normalised: ``domain_options.dataset`` / ``.source`` become the
+    top-level fields (one side giving both spellings with different values is an
+    error), so the later side wins whichever spelling either used.
+
+    Example:
+        >>> merge_config_values({"domain_options": {"test_size": 9}, "dataset": "rings"},
+        ...                     {"domain_options": {"dataset": "moons"}})
+        {'domain_options': {'test_size': 9}, 'dataset': 'moons'}
+
+    Raises:
+        ConfigError: an option table that is not a table, or a value given twice.
+    """
+    out = _lift(base)
+    for key, value in _lift(update).items():
+        if key in OPTION_TABLES and isinstance(out.get(key), Mapping) and isinstance(value, Mapping):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _lift(values: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for key in OPTION_TABLES:
+        if key in out and out[key] is not None and not isinstance(out[key], Mapping):
+            raise ConfigError(f"{key} must be a table of options (name = value), got {out[key]!r}")
+    table = dict(out.get("domain_options") or {})
+    for key in LIFTED_DOMAIN_OPTIONS:
+        if key in table:
+            value = table.pop(key)
+            if out.get(key) is not None and out[key] != value:
+                raise ConfigError(f"{key} is given twice, as {key}={out[key]!r} and domain_options.{key}={value!r}; "
+                                  "keep one")
+            out[key] = value
+    if "domain_options" in out:
+        out["domain_options"] = table
+    return out
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """Everything a training run needs (names follow the paper's symbols in words).
@@ -124,6 +282,15 @@ class TrainConfig:
         network: a named architecture from the NETWORKS registry (``unet_vit``: the paper's
             CIFAR-10 potential); None uses the domain's default network.
         hidden, depth: default network width and depth.
+        domain_options: keyword options of the domain (the ones it lists in its
+            ``options``, e.g. ``{"test_size": 5000}`` for toy or ``{"split_seed": 1}``
+            for images); ``domain_options.dataset`` and ``.source`` are moved to the
+            top-level ``dataset`` and ``source`` fields (they win over them). Unknown
+            names raise ConfigError when the config is built.
+        network_options: keyword options of the network: of the domain's default
+            network (its ``network_options``, winning over ``hidden``/``depth``) or of
+            the named ``network`` (its factory's ``options``, e.g.
+            ``{"base_channels": 64}`` for ``unet_vit``).
         sample_t_end, sample_method: the sampler used for evaluation and `sample`.
         seed: seeds the network's initialisation, the data and the noise streams.
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
@@ -161,6 +328,10 @@ class TrainConfig:
     network: str | None = attrs.field(default=None, converter=_optional_name)
     hidden: int = attrs.field(default=256, converter=integer(), validator=_positive)
     depth: int = attrs.field(default=3, converter=integer(), validator=_positive)
+    domain_options: dict[str, Any] = attrs.field(
+        factory=dict, converter=attrs.Converter(_options_table, takes_self=True, takes_field=True), hash=False)
+    network_options: dict[str, Any] = attrs.field(
+        factory=dict, converter=attrs.Converter(_options_table, takes_self=True, takes_field=True), hash=False)
     sample_t_end: float = attrs.field(default=2.0, converter=real(), validator=_positive)
     sample_method: str = attrs.field(default="heun", validator=_choice("euler", "heun"))
     seed: int = attrs.field(default=0, converter=integer())
@@ -171,12 +342,20 @@ class TrainConfig:
     eval_samples: int = attrs.field(default=2000, converter=integer(), validator=_at_least_two)
 
     def __attrs_post_init__(self) -> None:
+        lifted = _lift({"domain_options": self.domain_options})
+        for key in LIFTED_DOMAIN_OPTIONS:  # domain_options.dataset wins over the field
+            if key in lifted:
+                _text(self, attrs.fields_dict(TrainConfig)[key], lifted[key])
+                object.__setattr__(self, key, lifted[key])  # attrs' documented way in a frozen post-init
+        object.__setattr__(self, "domain_options", lifted["domain_options"])
         if self.phase1_steps is not None and not 0 <= self.phase1_steps <= self.steps:
             raise ConfigError(f"phase1_steps ({self.phase1_steps}) must lie in [0, steps={self.steps}]")
         if self.network is not None and self.network not in NETWORKS:
             raise ConfigError(f"network: unknown network {self.network!r}; choose one of: {', '.join(NETWORKS.names())} (or none for the domain's default)")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        domain_kwargs(self)  # unknown option names fail here, before any run starts
+        network_kwargs(self)
 
     @property
     def warmup_steps(self) -> int:
@@ -184,6 +363,7 @@ class TrainConfig:
         return self.phase1_steps if self.phase1_steps is not None else self.steps // 2
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain values (lists, dicts: what TOML, JSON and a safe checkpoint hold)."""
         d = attrs.asdict(self)
         d["betas"] = list(self.betas)
         return d
@@ -263,20 +443,30 @@ def _preset_values(preset: str, domain: str | None, origin: str) -> dict[str, An
 
 
 def default_preset(domain: str) -> str:
-    """The preset a run of ``domain`` starts from when none is named (each domain declares it).
+    """The preset a run of ``domain`` starts from when none is named.
+
+    Each domain declares it where it registers
+    (:func:`energyflow.registry.register_domain`); the domain's module is not imported.
+
+    Example:
+        >>> default_preset("image")
+        'mnist'
 
     Raises:
         ConfigError: the domain is unknown.
     """
     if domain not in DOMAINS:
         raise ConfigError(f"domain: unknown domain {domain!r}; choose one of: {', '.join(DOMAINS.names())}")
-    return DOMAINS.get(domain).default_preset
+    return domain_default_preset(domain)
 
 
 def resolve_config(
     preset: str | None = None, file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
     """preset < file < overrides, validated.
+
+    The option tables (``domain_options``, ``network_options``) merge key by key across
+    the three (:func:`merge_config_values`).
 
     Every preset names its domain. Without a preset (as argument or as the file's
     ``preset`` key) the run starts from its domain's default preset (``toy`` for the
@@ -304,10 +494,8 @@ def resolve_config(
         preset, origin = file_preset, f" (the preset key of {file})"
     elif preset is None:
         preset = default_preset(domain if domain is not None else "toy")
-    values: dict[str, Any] = dict(_preset_values(preset, domain, origin))
-    values.update(file_values)
-    values.update(overrides)
-    return build_config(values)
+    values = merge_config_values(_preset_values(preset, domain, origin), file_values)
+    return build_config(merge_config_values(values, overrides))
 
 
 def build_config(values: dict[str, Any]) -> TrainConfig:
@@ -343,7 +531,10 @@ def save_config(cfg: TrainConfig, path: str | Path) -> None:
     for k, v in cfg.to_dict().items():
         if v is None:
             v = "none"  # TOML has no null; the optional-float converters read "none" back as None
-        lines.append(f"{k} = {json.dumps(v)}")
+        if isinstance(v, dict):  # an inline table; option values are TOML-storable (see _option_value)
+            lines.append(f"{k} = {{" + ", ".join(f"{json.dumps(ok)} = {json.dumps(ov)}" for ok, ov in v.items()) + "}")
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-")
     with os.fdopen(fd, "w") as fh:
         fh.write(CONFIG_HEADER + "\n" + "\n".join(lines) + "\n")

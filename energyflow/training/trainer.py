@@ -1,12 +1,9 @@
 """The Energy Matching trainer: OT warm-up, then OT + contrastive divergence.
 
-A run directory holds everything about a run::
-
-    run_dir/
-      config.toml           the resolved config
-      metrics.jsonl         one JSON object per logged step ("kind": "train" | "eval")
-      checkpoints/last.pt   model, EMA, optimiser, scheduler, step, RNG states (atomic)
-      plots/                energy landscape, samples, loss curves (2-D domains)
+A run directory holds everything about a run (config.toml, metrics.jsonl,
+checkpoints/last.pt, plots/); :mod:`energyflow.training.run` reads it back
+(``load_potential``, ``read_metrics``, ``plot_run``, ``sampler_for``) and
+:mod:`energyflow.training.build` builds what a config names (device, domain, network).
 
 The trainer never prints: pass ``callback`` to :meth:`Trainer.fit` to receive every
 step's record (the CLI turns them into a progress bar). Under ``torchrun`` it wraps the
@@ -26,29 +23,29 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
 from energyflow.energies.potential import Potential
-from energyflow.errors import DeviceError, EnergyflowError, InvalidValueError, OutputPathError
+from energyflow.errors import EnergyflowError, InvalidValueError, OutputPathError
 from energyflow.field import compile as compile_field
-from energyflow.registry import COUPLINGS, DOMAINS, NETWORKS
+from energyflow.registry import COUPLINGS
 from energyflow.samplers.base import SampleResult
-from energyflow.samplers.langevin import Langevin
-from energyflow.schedule import EnergyMatchingSchedule
+from energyflow.training.build import build_domain, build_network, resolve_device
 from energyflow.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from energyflow.training.config import TrainConfig, save_config
 from energyflow.training.losses import energy_matching_loss, linear_path
+from energyflow.training.run import plot_run, sampler_for
 
 
 class TrainingDiverged(EnergyflowError, FloatingPointError):
@@ -76,74 +73,6 @@ class TrainResult:
     eval_metrics: dict
     checkpoint: Path | None
     plots: list = attrs.field(factory=list)
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """The device ``name`` denotes on this machine.
-
-    ``"auto"`` is CUDA (the ``LOCAL_RANK``-th device under torchrun) when available,
-    else the CPU.
-
-    Raises:
-        DeviceError: an unknown device name, or a device this machine does not have.
-    """
-    if isinstance(name, torch.device):
-        name = str(name)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1, mps, ...") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} is not available: this machine (or this PyTorch build) has no CUDA; "
-                              "use --device cpu or --device auto")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise DeviceError(f"device {name!r} is not available: this machine has {count} CUDA device(s)")
-    elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {name!r} is not available on this machine; use --device cpu or --device auto")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise DeviceError(f"device {name!r} is not supported; use auto, cpu, cuda or mps")
-    return device
-
-
-def build_domain(cfg: TrainConfig):
-    """The domain a config names (through the registry)."""
-    cls = DOMAINS.get(cfg.domain)
-    params = inspect.signature(cls).parameters
-    kwargs = {k: getattr(cfg, k) for k in ("dataset", "source") if k in params}
-    return cls(**kwargs)
-
-
-def build_network(domain, cfg: TrainConfig) -> nn.Module:
-    """The config's network (a named one, or the domain's default with the config's
-    width/depth), initialised from ``cfg.seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        if cfg.network is not None:
-            factory = NETWORKS.get(cfg.network)
-            params = inspect.signature(factory).parameters
-            # The trainer applies cfg.output_scale through Potential; never scale twice.
-            return factory(output_scale=1.0) if "output_scale" in params or any(
-                p.kind is p.VAR_KEYWORD for p in params.values()) else factory()
-        params = inspect.signature(domain.default_network).parameters
-        kwargs = {k: getattr(cfg, k) for k in ("hidden", "depth") if k in params}
-        return domain.default_network(**kwargs)
-
-
-def sampler_for(cfg: TrainConfig, *, t_end: float | None = None, method: str | None = None, t_start: float = 0.0) -> Langevin:
-    """The Energy Matching sampler of a config: Langevin with eps(t) up to ``t_end``."""
-    return Langevin(
-        step_size=cfg.step_size,
-        t_end=t_end if t_end is not None else cfg.sample_t_end,
-        t_start=t_start,
-        schedule=EnergyMatchingSchedule(cfg.tau_star, cfg.eps_max),
-        method=method or cfg.sample_method,
-    )
 
 
 class Trainer:
@@ -326,8 +255,8 @@ class Trainer:
                 run = sampler_for(cfg, t_start=1.0, t_end=1.0 + cfg.num_langevin_steps * cfg.step_size, method="euler")
                 parts.append(run.run(self.field, x_data[:n_data], generator=self.noise_gen, trace=False,
                                      check_every=cfg.num_langevin_steps).samples)
-            if n - n_data > 0:
-                x0 = self.domain.sample_source(n - n_data, generator=self.data_gen).to(self.device)
+            if n - n_data > 0:  # source states shaped like the data they stand beside (graphs: node masks)
+                x0 = self.domain.sample_source(generator=self.data_gen, like=x_data[n_data:])
                 run = sampler_for(cfg, t_start=0.0, t_end=cfg.num_langevin_steps * cfg.step_size, method="euler")
                 parts.append(run.run(self.field, x0, generator=self.noise_gen, trace=False,
                                      check_every=cfg.num_langevin_steps).samples)
@@ -349,7 +278,7 @@ class Trainer:
             self._ema_decay = cfg.ema_decay_phase2
         b = cfg.batch_size
         x1 = self.domain.sample_data(b, generator=self.data_gen).to(self.device)
-        x0 = self.domain.sample_source(b, generator=self.data_gen).to(self.device)
+        x0 = self.domain.sample_source(generator=self.data_gen, like=x1)  # paired with x1 by the coupling
         t_ot = time.perf_counter()
         x0, x1 = self.coupling.pair(x0, x1, generator=self.data_gen)
         t_ot = time.perf_counter() - t_ot
@@ -410,12 +339,13 @@ class Trainer:
         return sampler_for(self.cfg, t_end=t_end).run(field, x0, generator=gen, record_every=record_every)
 
     def evaluate(self) -> dict[str, float]:
-        """The domain's metrics on fresh samples against fresh data (own RNG stream)."""
-        n = self.cfg.eval_samples
-        result = self.sample(n)
-        ref_gen = torch.Generator().manual_seed(self.cfg.seed + 999_983 + self.step)
-        ref = self.domain.sample_data(n, generator=ref_gen).to(self.device)
-        metrics = self.domain.metrics(result.samples.detach().cpu(), ref.cpu())
+        """The domain's metrics on ``eval_samples`` fresh samples against its held-out data.
+
+        The reference is the domain's own (:meth:`~energyflow.domains.Domain.test_data`:
+        the test split, or a fixed-seed draw no training stream uses), never training data.
+        """
+        result = self.sample(self.cfg.eval_samples)
+        metrics = self.domain.metrics(result.samples.detach().cpu())
         self.eval_metrics = {k: float(v) for k, v in metrics.items()}
         return self.eval_metrics
 
@@ -477,87 +407,3 @@ class Trainer:
     def plot(self) -> list[Path]:
         """Writes plots for the run (loss curves; landscape and samples for 2-D domains)."""
         return plot_run(self.run_dir, self.sampling_potential(), self.domain, self.cfg, self.sample)
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of ``run_dir/metrics.jsonl`` (lines cut by a crash are skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def plot_run(run_dir: Path, potential: nn.Module, domain, cfg: TrainConfig, sample_fn) -> list[Path]:
-    from energyflow import plotting
-
-    plots_dir = Path(run_dir) / "plots"
-    written = []
-    records = [r for r in read_metrics(run_dir) if r.get("kind") == "train"]
-    if records:
-        phase2 = cfg.warmup_steps if 0 < cfg.warmup_steps < cfg.steps else None
-        fig = plotting.plot_loss_curves(records, ["loss", "flow", "cd"], phase2_step=phase2,
-                                        title=f"training loss ({cfg.domain}/{cfg.dataset})")
-        written.append(plotting.save_figure(fig, plots_dir / "loss.png"))
-    if len(domain.space.event_shape) == 3 and hasattr(domain, "plot"):
-        result = sample_fn(64)
-        data = domain.sample_data(64, generator=torch.Generator().manual_seed(cfg.seed + 1))
-        fig = domain.plot(result.samples.detach().cpu(), reference=data)
-        written.append(plotting.save_figure(fig, plots_dir / "samples.png"))
-    if tuple(domain.space.event_shape) == (2,):
-        result = sample_fn(min(cfg.eval_samples, 2000), record_every=max(1, round(0.05 / cfg.step_size)))
-        samples = result.samples.detach().cpu()
-        data = domain.sample_data(samples.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 1))
-        device = next(potential.parameters()).device
-
-        def energy_fn(x: Tensor) -> Tensor:
-            with torch.no_grad():
-                return potential(x.to(device)).cpu()
-
-        lim = float(max(4.0, data.abs().max() * 1.1))
-        fig = plotting.plot_energy_landscape(energy_fn, lim=lim, samples=samples, data=data)
-        written.append(plotting.save_figure(fig, plots_dir / "landscape.png"))
-        fig = plotting.plot_samples(samples, reference=data, reference_label="data")
-        written.append(plotting.save_figure(fig, plots_dir / "samples.png"))
-        if result.trajectory is not None:
-            fig = plotting.plot_trajectories(result.trajectory.cpu())
-            written.append(plotting.save_figure(fig, plots_dir / "trajectories.png"))
-    return written
-
-
-def load_potential(path: str | Path, *, device: str = "cpu", use_ema: bool = True) -> tuple[Potential, TrainConfig, Any]:
-    """Loads a trained potential from a run directory or checkpoint file.
-
-    Returns:
-        tuple: ``(potential, config, domain)``; the EMA weights when present and asked for.
-
-    Raises:
-        CheckpointError: missing, corrupt or unsafe checkpoint, or a config it cannot rebuild.
-    """
-    from energyflow.training.config import ConfigError, TrainConfig
-
-    dev = resolve_device(device)  # "auto" and missing devices are resolved before torch.load sees them
-    state = load_checkpoint(path, map_location=dev)
-    try:
-        cfg = TrainConfig(**{k: v for k, v in state["config"].items()})
-    except (KeyError, TypeError, ValueError, ConfigError) as err:
-        raise CheckpointError(f"the checkpoint's config is invalid: {err}") from err
-    cfg = attrs.evolve(cfg, device=device)
-    domain = build_domain(cfg)
-    net = build_network(domain, cfg)
-    potential = Potential(net, scale=cfg.output_scale)
-    try:
-        if use_ema and state.get("ema") is not None:
-            ema_state = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
-            potential.load_state_dict(ema_state)
-        else:
-            net.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint's weights do not fit its network: {err}") from err
-    potential.to(dev).eval()
-    return potential, cfg, domain

@@ -31,7 +31,7 @@ from energyflow.field import compile as compile_field
 from energyflow.inverse import baseline_psnr, evaluate, make_task, nearest_neighbour_baseline, solve
 from energyflow.metrics import psnr
 from energyflow.training import Trainer, resolve_config
-from energyflow.training.trainer import sampler_for
+from energyflow.training.run import sampler_for
 
 pytestmark = pytest.mark.slow
 

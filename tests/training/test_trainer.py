@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from energyflow.training import CheckpointError, Trainer, TrainingDiverged, load_checkpoint, read_metrics, resolve_config
-from energyflow.training.trainer import load_potential
+from energyflow.training.run import load_potential
 
 TINY = dict(
     steps=8, batch_size=16, hidden=16, depth=2, num_langevin_steps=5, lr=1e-2, lr_warmup_steps=4,

@@ -30,10 +30,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
+from energyflow.domains.base import Domain, resolve_like, subset
 from energyflow.domains.image.classifier import classifier_frechet_distance, predict_digits
 from energyflow.domains.image.data import canonical_dataset as _canonical_dataset
 from energyflow.domains.image.data import check_n as _check_n
@@ -48,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ImageDomain"]
 
 
-class ImageDomain:
+class ImageDomain(Domain):
     """Images in ``[-1, 1]``: 8x8 digits (default, offline) or a local CIFAR-10.
 
     Args:
@@ -68,7 +70,9 @@ class ImageDomain:
 
     Attributes:
         name (str): ``"image"``.
-        default_preset (str): ``"mnist"``, the training preset a run of this domain starts from.
+        options (tuple[str, ...]): the constructor's arguments, the config's
+            ``domain_options``.
+        network_options (tuple[str, ...]): ``("hidden", "depth")`` of :meth:`default_network`.
         space (Euclidean): ``Euclidean((C, H, W))``.
         dataset (str): canonical data set name.
         num_classes (int): 10 for both data sets.
@@ -77,10 +81,14 @@ class ImageDomain:
         >>> d = ImageDomain("digits")
         >>> d.space.event_shape, d.test_labels().bincount().tolist()
         ((1, 8, 8), [36, 36, 35, 37, 36, 36, 36, 36, 35, 36])
+        >>> img = d.decode(d.test_data(1))[0]
+        >>> img.shape, img.dtype, int(img.max())
+        ((8, 8), dtype('uint8'), 255)
     """
 
     name = "image"
-    default_preset = "mnist"
+    options = ("dataset", "source", "split_seed", "test_fraction", "root", "dequantize")
+    network_options = ("hidden", "depth")
     num_classes = 10
 
     def __init__(
@@ -142,27 +150,39 @@ class ImageDomain:
 
     def sample_source(
         self,
-        n: int,
+        n: int | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        like: Tensor | None = None,
     ) -> Tensor:
-        """Draws ``n`` standard normal images (where the flow starts), ``(n, C, H, W)``."""
+        """Draws standard normal images (where the flow starts), ``(n, C, H, W)``.
+
+        Float32, drawn on the generator's device and moved to ``device``; with ``like``
+        (a batch of images), as many as it holds, on its device, in its dtype.
+        """
+        n, device, dtype = resolve_like(self.space, n, like, device)
         n = _check_n(n)
         gdev = generator.device if generator is not None else torch.device("cpu")
-        x = self.space.noise(n, generator=generator, device=gdev, dtype=torch.float32)
+        x = self.space.noise(n, generator=generator, device=gdev, dtype=dtype or torch.float32)
         return x.to(device) if device is not None else x
 
-    def train_data(self) -> Tensor:
-        """All training images, ``(N_train, C, H, W)`` float32 in ``[-1, 1]`` (a copy)."""
-        return self._to_float(self._train)
+    def train_data(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """The training images, ``(N_train, C, H, W)`` float32 in ``[-1, 1]`` (a copy).
+
+        With ``n``, ``n`` distinct ones: the first ``n``, or drawn with ``generator``.
+        """
+        return subset(self._to_float(self._train), n, generator, f"the {self.dataset} training split")
 
     def train_labels(self) -> Tensor:
         """Labels of :meth:`train_data`, ``(N_train,)`` int64."""
         return self._train_labels.clone()
 
-    def test_data(self) -> Tensor:
-        """The held-out images, ``(N_test, C, H, W)`` float32 in ``[-1, 1]`` (a copy)."""
-        return self._to_float(self._test)
+    def test_data(self, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """The held-out images, ``(N_test, C, H, W)`` float32 in ``[-1, 1]`` (a copy).
+
+        With ``n``, ``n`` distinct ones: the first ``n``, or drawn with ``generator``.
+        """
+        return subset(self._to_float(self._test), n, generator, f"the {self.dataset} test split")
 
     def test_labels(self) -> Tensor:
         """Labels of :meth:`test_data`, ``(N_test,)`` int64."""
@@ -216,9 +236,9 @@ class ImageDomain:
             )
 
     def metrics(
-        self, samples: Tensor, reference: Tensor, min_class_fraction: float = 0.02
+        self, samples: Tensor, reference: Tensor | None = None, min_class_fraction: float = 0.02
     ) -> dict[str, float]:
-        """Sample-quality metrics against ``reference`` images.
+        """Sample-quality metrics against the held-out images (or ``reference``).
 
         Digits: ``"fd"`` Frechet distance of the digit classifier's penultimate
         features (lower is better; measured about 5 for 359 training digits against
@@ -234,14 +254,15 @@ class ImageDomain:
 
         Args:
             samples (Tensor): generated images, ``(B1, C, H, W)``, ``B1 >= 2``.
-            reference (Tensor): data, ``(B2, C, H, W)``, ``B2 >= 2``.
+            reference (Tensor | None): data, ``(B2, C, H, W)``, ``B2 >= 2``; default the
+                whole test split (:meth:`test_data`, 359 digits).
             min_class_fraction (float): share a class needs to count as covered.
 
         Returns:
             dict[str, float]: metric name -> value.
         """
         x = self._check_batch(samples, "samples").clamp(-1.0, 1.0)
-        y = self._check_batch(reference, "reference")
+        y = self._check_batch(self.test_data() if reference is None else reference, "reference")
         if self.dataset != "digits":
             pool = nn.functional.avg_pool2d
             fx, fy = pool(x, 4).flatten(1), pool(y, 4).flatten(1)
@@ -253,6 +274,19 @@ class ImageDomain:
             "mode_coverage": float((hist >= min_class_fraction).double().mean()),
             "class_entropy": float(-(nonzero * nonzero.log()).sum()) + 0.0,  # + 0.0: no "-0.0"
         }
+
+    # -- decoding and plotting -------------------------------------------------------
+
+    def decode(self, samples: Tensor) -> list[np.ndarray]:
+        """The images of a batch ``(B, C, H, W)`` as ``B`` uint8 arrays in ``[0, 255]``.
+
+        Each is ``(H, W)`` for one channel, else ``(H, W, C)`` (the layout image
+        libraries use); ``[-1, 1]`` maps linearly to ``[0, 255]`` (``round((x + 1) * 127.5)``),
+        values outside are clipped.
+        """
+        x = self._check_batch(samples, "samples").clamp(-1.0, 1.0)
+        pixels = ((x + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return [img[..., 0].copy() if img.shape[-1] == 1 else img.copy() for img in pixels]
 
     # -- plotting --------------------------------------------------------------------
 

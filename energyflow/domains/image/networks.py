@@ -450,3 +450,7 @@ def cifar10_potential(**overrides: Any) -> UNetViTPotential:
             f"unknown cifar10_potential setting(s) {unknown}; known: {', '.join(CIFAR10_POTENTIAL_DEFAULTS)}"
         )
     return UNetViTPotential(**{**CIFAR10_POTENTIAL_DEFAULTS, **overrides})
+
+
+cifar10_potential.options = tuple(CIFAR10_POTENTIAL_DEFAULTS)  # type: ignore[attr-defined]
+"""The keyword options :func:`cifar10_potential` takes (the config's ``network_options``)."""
