@@ -175,3 +175,59 @@ def test_plot_titles_name_the_colours():
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("x1", "x2")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "samples"]
     assert domain.plot(x).axes[0].get_title() == "eight_gaussians: samples"
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+def test_test_data_is_a_fixed_draw_independent_of_training_draws():
+    domain = ToyDomain("moons", test_size=500)
+    test = domain.test_data()
+    assert test.shape == (500, 2) and test.dtype == torch.float32
+    assert torch.equal(test, ToyDomain("moons", test_size=500).test_data())  # fixed, across instances
+    assert torch.equal(domain.test_data(20), test[:20])
+    picked = domain.test_data(20, gen(0))
+    assert all((test == row).all(1).any() for row in picked)  # rows of the held-out draw
+    # a training draw from the trainer's first data stream (seed * 1_000_003 + rank, seed 0)
+    train = domain.train_data(500, gen(0))
+    assert not torch.equal(train, test)
+    assert torch.cdist(test, train).min() > 0  # no held-out point is a training point
+    # same distribution, though: the held-out set is as close to fresh data as data is to data
+    fresh = domain.metrics(domain.train_data(500, gen(1)), test)
+    assert fresh["w2"] < 0.5 and domain.metrics(domain.sample_source(500, gen(1)), test)["w2"] > 2 * fresh["w2"]
+    with pytest.raises(ValueError, match="holds 500 points"):
+        domain.test_data(501)
+    with pytest.raises(ValueError, match="not a finite set"):
+        domain.train_data()
+    with pytest.raises(ValueError, match="test_size must be >= 2"):
+        ToyDomain(test_size=1)
+
+
+def test_metrics_default_reference_is_the_held_out_draw():
+    domain = ToyDomain("rings")
+    samples = domain.sample_data(400, gen(3))
+    assert domain.metrics(samples) == domain.metrics(samples, domain.test_data())
+    assert domain.metrics(samples) != domain.metrics(samples, domain.sample_data(2000, gen(4)))
+
+
+def test_sample_source_like_a_data_batch():
+    domain = ToyDomain("moons", source="eight_gaussians")
+    like = domain.sample_data(9, gen(0)).double()
+    x = domain.sample_source(generator=gen(1), like=like)
+    assert x.shape == (9, 2) and x.dtype == torch.float64 and x.device == like.device
+    assert torch.equal(x, eight_gaussians(9, gen(1)).double())  # the source set, not standard noise
+    with pytest.raises(ValueError, match="n=3 and a batch of 9"):
+        domain.sample_source(3, like=like)
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        domain.sample_source(like=torch.zeros(9, 3))
+
+
+def test_decode_gives_points_as_float_pairs():
+    domain = ToyDomain()
+    x = torch.tensor([[0.25, -1.5], [3.0, 0.0]])
+    points = domain.decode(x)
+    assert points == [(0.25, -1.5), (3.0, 0.0)]
+    assert all(type(c) is float for p in points for c in p)
+    assert domain.decode(torch.zeros(0, 2)) == []
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        domain.decode(torch.zeros(3))

@@ -1,21 +1,15 @@
-"""The image domain: digits split and sampling, default network, metrics, CIFAR-10 loader."""
+"""The image domain: digits sampling, held-out data, default network, metrics, decode, plot."""
 
 from __future__ import annotations
-
-import importlib.util
-import os
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
 from energyflow.domains import Domain
-from energyflow.domains.image import CIFAR10_DIRNAME, ImageDomain, load_cifar10, load_digits_split
+from energyflow.domains.image import ImageDomain, load_digits_split
 from energyflow.domains.image.networks import ConvPotential, count_parameters
 from energyflow.registry import DOMAINS
-
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 def gen(seed: int) -> torch.Generator:
@@ -56,20 +50,12 @@ def test_shapes_ranges_and_grey_levels(digits):
     assert digits.train_labels().shape == (1438,) and digits.test_labels().dtype == torch.int64
 
 
-def test_split_is_fixed_stratified_and_disjoint(digits):
+def test_the_domain_serves_the_fixed_split(digits):
     s = load_digits_split(0, 0.2)
-    train_idx, test_idx = set(s.train_index.tolist()), set(s.test_index.tolist())
-    assert not train_idx & test_idx
-    assert len(train_idx | test_idx) == 1797
-    # the documented split: first held-out positions and a checksum of all of them
-    assert s.test_index[:10].tolist() == [1, 2, 6, 10, 13, 16, 22, 25, 29, 31]
-    assert int(s.test_index.sum()) == 331046
+    assert torch.equal(digits.test_data(), s.test_images) and torch.equal(digits.train_data(), s.train_images)
     assert digits.test_labels().bincount().tolist() == [36, 36, 35, 37, 36, 36, 36, 36, 35, 36]
-    again = ImageDomain("digits", split_seed=0)
-    assert torch.equal(again.test_data(), digits.test_data())
-    other = load_digits_split(1, 0.2)
-    assert not torch.equal(other.test_index, s.test_index)
-    assert load_digits_split(0, 0.5).test_index.numel() == 898  # round() halves to even
+    assert torch.equal(ImageDomain("digits", split_seed=0).test_data(), digits.test_data())
+    assert not torch.equal(ImageDomain("digits", split_seed=1).test_data(), digits.test_data())
 
 
 def test_accessors_return_copies(digits):
@@ -187,85 +173,70 @@ def test_plot_returns_a_figure(digits):
     plt.close(fig2)
 
 
-# ----------------------------------------------------------------------------- CIFAR-10
+# ----------------------------------------------------------------------------- protocol
 
 
-def _write_fake_cifar(root, per_batch: int = 4, test: int = 3, seed: int = 0) -> dict:
-    """A tiny copy of the official python format: pickled dicts with bytes keys."""
-    rng = np.random.default_rng(seed)
-    folder = root / CIFAR10_DIRNAME
-    folder.mkdir(parents=True)
-    written = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = test if name == "test_batch" else per_batch
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, size=n)]
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh, protocol=2)
-        written[name] = (data, labels)
-    with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({b"label_names": [b"airplane"] * 10, b"num_cases_per_batch": per_batch}, fh, protocol=2)
-    return written
+def test_metrics_default_reference_is_the_test_split(digits, monkeypatch):
+    import energyflow.domains.image.domain as domain_module
+
+    seen = []
+    real = domain_module.classifier_frechet_distance
+
+    def spy(samples, reference):
+        seen.append(reference)
+        return real(samples, reference)
+
+    monkeypatch.setattr(domain_module, "classifier_frechet_distance", spy)
+    samples = digits.sample_data(64, gen(0))
+    default = digits.metrics(samples)
+    assert len(seen) == 1 and torch.equal(seen[0], digits.test_data())  # all 359 held-out digits
+    assert default == digits.metrics(samples, digits.test_data())
+    # not the training digits: against them the same samples (drawn from train) score otherwise
+    assert default["fd"] != digits.metrics(samples, digits.train_data(359))["fd"]
 
 
-@pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision checks the official MD5 sums; fakes fail")
-def test_cifar10_loader_reads_official_python_batches(tmp_path):
-    written = _write_fake_cifar(tmp_path)
-    images, labels = load_cifar10(tmp_path, train=True)
-    assert images.shape == (20, 3, 32, 32) and images.dtype == torch.uint8
-    first = written["data_batch_1"][0][0]
-    # row layout: 1024 red, then 1024 green, then 1024 blue values, each row-major
-    assert int(images[0, 0, 0, 1]) == int(first[1])
-    assert int(images[0, 1, 0, 0]) == int(first[1024])
-    assert int(images[0, 2, 31, 31]) == int(first[3071])
-    assert labels.tolist()[:4] == written["data_batch_1"][1]
-    assert int(images[19, 0, 0, 0]) == int(written["data_batch_5"][0][3, 0])
-
-    d = ImageDomain("cifar10", root=tmp_path)
-    assert d.space.event_shape == (3, 32, 32)
-    train, test = d.train_data(), d.test_data()
-    assert train.shape == (20, 3, 32, 32) and test.shape == (3, 3, 32, 32)
-    assert train.dtype == torch.float32 and train.min() >= -1.0 and train.max() <= 1.0
-    torch.testing.assert_close(train[0, 0, 0, 1], torch.tensor(first[1] / 127.5 - 1.0, dtype=torch.float32))
-    x = d.sample_data(6, gen(0))
-    assert x.shape == (6, 3, 32, 32) and torch.equal(x, d.sample_data(6, gen(0)))
-    net = d.default_network(hidden=8, depth=3)
-    assert net(x).shape == (6, 1)
-    m = d.metrics(x, train)
-    assert set(m) == {"pixel_fd"} and m["pixel_fd"] >= 0.0
-    with pytest.raises(ValueError, match="digits"):
-        d.class_histogram(x)
-    # root may also point straight at the batches folder
-    assert load_cifar10(tmp_path / CIFAR10_DIRNAME, train=False)[0].shape == (3, 3, 32, 32)
+def test_train_and_test_subsets(digits):
+    assert torch.equal(digits.train_data(5), digits.train_data()[:5])
+    picked = digits.test_data(10, gen(0))
+    assert picked.shape == (10, 1, 8, 8) and torch.equal(picked, digits.test_data(10, gen(0)))
+    flat = digits.test_data().flatten(1)
+    assert all((flat == row).all(1).any() for row in picked.flatten(1))
+    with pytest.raises(ValueError, match="test split holds 359"):
+        digits.test_data(360)
 
 
-def test_cifar10_missing_data_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError) as err:
-        ImageDomain("cifar10", root=tmp_path / "nowhere")
-    message = str(err.value)
-    assert "cifar-10-python.tar.gz" in message and CIFAR10_DIRNAME in message and "never downloads" in message
+def test_sample_source_like_a_batch_of_images(digits):
+    like = digits.sample_data(6, gen(0)).double()
+    x = digits.sample_source(generator=gen(1), like=like)
+    assert x.shape == (6, 1, 8, 8) and x.dtype == torch.float64 and x.device == like.device
+    assert torch.equal(digits.sample_source(generator=gen(1), like=like.float()), digits.sample_source(6, gen(1)))
+    with pytest.raises(ValueError, match="n=2 and a batch of 6"):
+        digits.sample_source(2, like=like)
+    with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
+        digits.sample_source(like=torch.zeros(6, 64))
 
 
-@pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision reads the files itself")
-def test_cifar10_incomplete_copy_names_missing_files(tmp_path):
-    _write_fake_cifar(tmp_path)
-    os.remove(tmp_path / CIFAR10_DIRNAME / "data_batch_3")
-    with pytest.raises(FileNotFoundError, match="data_batch_3"):
-        load_cifar10(tmp_path, train=True)
+def test_decode_gives_uint8_images(digits):
+    test = digits.test_data(3)
+    images = digits.decode(test)
+    assert len(images) == 3
+    assert all(im.shape == (8, 8) and im.dtype == np.uint8 for im in images)
+    # the 17 grey levels 0..16 map to round(level * 255 / 16)
+    levels = ((test[0, 0] + 1.0) * 8.0).round().numpy()
+    assert np.array_equal(images[0], np.round(levels * 255 / 16).astype(np.uint8))
+    assert (digits.decode(torch.full((1, 1, 8, 8), 5.0))[0] == 255).all()  # clipped to [-1, 1] first
+    assert digits.decode(torch.full((1, 1, 8, 8), -1.0))[0].max() == 0
+    with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
+        digits.decode(torch.zeros(2, 8, 8))
 
 
-class _Evil:
-    def __reduce__(self):
-        return (os.getcwd, ())
+def test_decode_colour_images_are_height_width_channel():
+    d = ImageDomain.__new__(ImageDomain)  # a CIFAR-shaped domain without the data on disk
+    from energyflow.spaces import Euclidean
 
-
-@pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision reads the files itself")
-def test_cifar10_loader_refuses_foreign_pickles(tmp_path):
-    _write_fake_cifar(tmp_path)
-    with open(tmp_path / CIFAR10_DIRNAME / "test_batch", "wb") as fh:
-        pickle.dump({b"data": _Evil(), b"labels": []}, fh, protocol=2)
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        load_cifar10(tmp_path, train=False)
+    d.dataset, d.space = "cifar10", Euclidean((3, 32, 32))
+    x = torch.zeros(2, 3, 32, 32)
+    x[:, 0] = 1.0  # red channel full
+    images = d.decode(x)
+    assert images[0].shape == (32, 32, 3) and images[0].dtype == np.uint8
+    assert (images[0][..., 0] == 255).all() and (images[0][..., 1] == 128).all()
