@@ -220,3 +220,23 @@ def test_condition_without_guidance_records_it(image_run, tmp_path):
     report = json.loads((tmp_path / "cond" / "inpaint_half_metrics.json").read_text())
     assert report["guidance"] is False and report["guidance_weight"] is None
     assert set(report["metrics"]) == {"posterior", "nearest_neighbour", "unconditional"}
+
+
+def test_set_reaches_the_option_tables(tmp_path):
+    from energyflow.cli import _parse_overrides
+
+    assert _parse_overrides(["domain_options.dataset=rings", "domain_options.test_size=50",
+                             'network_options={"hidden": 8}', "network_options.depth=1", "lr=0.1"]) == {
+        "dataset": "rings", "domain_options": {"test_size": 50}, "network_options": {"hidden": 8, "depth": 1},
+        "lr": 0.1}
+    out = tmp_path / "r"
+    result = invoke("train", "--out", out, *TINY, "--set", "domain_options.test_size=50",
+                    "--set", "domain_options.dataset=rings", "--set", "network_options.hidden=8")
+    assert result.exit_code == 0, result.output
+    config = load_checkpoint(out)["config"]
+    assert (config["dataset"], config["domain_options"], config["network_options"]) == ("rings", {"test_size": 50},
+                                                                                       {"hidden": 8})
+    # a resumed run keeps its options and merges new ones into them
+    result = invoke("train", "--resume", out, "--steps", "5", "--set", "network_options.depth=2")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out)["config"]["network_options"] == {"hidden": 8, "depth": 2}

@@ -284,3 +284,11 @@ def test_errors_print_one_line_in_a_real_process(tmp_path):
                            "steps=1.7"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
     assert "steps" in proc.stderr
+
+
+def test_unknown_options_name_the_valid_ones(tmp_path):
+    user_error(invoke("train", "--out", tmp_path / "r", *TINY, "--set", "domain_options.split_seed=1"),
+               "toy domain has no option(s) split_seed", "dataset, source, test_size")
+    user_error(invoke("train", "--out", tmp_path / "r", *TINY, "--set", "steps.max=1"),
+               "only domain_options and network_options take a dotted KEY.OPTION")
+    assert not (tmp_path / "r").exists()

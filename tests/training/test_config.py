@@ -197,3 +197,96 @@ def test_unknown_network_is_named():
 
     with pytest.raises(ConfigError, match="network"):
         resolve_config("toy", overrides={"network": "resnet9000"})
+
+
+# --- domain_options / network_options ------------------------------------------------------
+def test_unknown_domain_option_names_the_valid_ones():
+    with pytest.raises(ConfigError) as info:
+        resolve_config("toy", overrides={"domain_options": {"split_seed": 1}})
+    msg = str(info.value)
+    assert "toy domain has no option(s) split_seed" in msg and "dataset, source, test_size" in msg
+    # the same option is valid for images
+    assert resolve_config("mnist", overrides={"domain_options": {"split_seed": 1}}).domain_options == {"split_seed": 1}
+
+
+def test_unknown_network_option_names_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"default network of the toy domain has no option\(s\) width; "
+                                          r"its options are: hidden, depth"):
+        resolve_config("toy", overrides={"network_options": {"width": 3}})
+    with pytest.raises(ConfigError, match=r"network 'unet_vit' has no option\(s\) hidden; its options are: in_channels"):
+        resolve_config("cifar10", overrides={"network_options": {"hidden": 3}})
+    with pytest.raises(ConfigError, match="top-level output_scale"):
+        resolve_config("cifar10", overrides={"network_options": {"output_scale": 3.0}})
+
+
+@pytest.mark.parametrize("table", ["domain_options", "network_options"])
+@pytest.mark.parametrize("value, needle", [
+    ("moons", "table of options"), ({"a b": 1}, "identifiers"), ({"test_size": None}, "no null"),
+    ({"test_size": {"x": 1}}, "string, number, boolean"), ({"test_size": float("inf")}, "finite"),
+    ({"test_size": [1, [2]]}, r"test_size\[1\]"),
+])
+def test_option_tables_hold_plain_values(table, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        TrainConfig(**{table: value})
+
+
+def test_dataset_and_source_in_domain_options_move_to_the_fields():
+    cfg = TrainConfig(domain="toy", dataset="moons", domain_options={"dataset": "rings", "test_size": 50})
+    assert cfg.dataset == "rings" and cfg.domain_options == {"test_size": 50}
+    assert TrainConfig(domain_options={"source": "checkerboard"}).source == "checkerboard"
+    with pytest.raises(ConfigError, match="dataset must be a non-empty string"):
+        TrainConfig(domain_options={"dataset": ""})
+    # across levels the later one wins whichever spelling it used; one level giving both is an error
+    assert resolve_config("toy", overrides={"domain_options": {"dataset": "spirals"}}).dataset == "spirals"
+    with pytest.raises(ConfigError, match="dataset is given twice"):
+        resolve_config("toy", overrides={"dataset": "rings", "domain_options": {"dataset": "spirals"}})
+
+
+def test_option_tables_merge_across_preset_file_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('preset = "toy"\ndataset = "rings"\n[domain_options]\ntest_size = 300\n'
+                    '[network_options]\ndepth = 1\n')
+    cfg = resolve_config(file=path, overrides={"domain_options": {"dataset": "spirals"},
+                                               "network_options": {"hidden": 8}})
+    assert (cfg.dataset, cfg.domain_options, cfg.network_options) == ("spirals", {"test_size": 300},
+                                                                      {"depth": 1, "hidden": 8})
+
+
+def test_option_tables_round_trip_through_config_toml(tmp_path):
+    cfg = resolve_config("cifar10", overrides={"network_options": {"channel_mults": [1, 2], "base_channels": 8,
+                                                                   "pool": "mean", "dropout": 0.1},
+                                               "domain_options": {"root": "/data/cifar \"x\"", "dequantize": True}})
+    save_config(cfg, tmp_path / "config.toml")
+    text = (tmp_path / "config.toml").read_text()
+    assert 'network_options = {"channel_mults" = [1, 2], "base_channels" = 8' in text
+    again = resolve_config(file=tmp_path / "config.toml")
+    assert again == cfg and again.domain_options == {"root": '/data/cifar "x"', "dequantize": True}
+    empty = resolve_config("toy")
+    save_config(empty, tmp_path / "config.toml")
+    assert "domain_options = {}" in (tmp_path / "config.toml").read_text()
+    assert resolve_config(file=tmp_path / "config.toml") == empty
+
+
+def test_domain_and_network_kwargs_fold_in_the_top_level_fields():
+    from energyflow.training.config import domain_kwargs, network_kwargs
+
+    cfg = TrainConfig(domain="image", dataset="digits", hidden=16, depth=3, network_options={"depth": 1},
+                      domain_options={"split_seed": 2})
+    assert domain_kwargs(cfg) == {"dataset": "digits", "source": "gaussian", "split_seed": 2}
+    assert network_kwargs(cfg) == {"hidden": 16, "depth": 1}  # network_options win over the fields
+    named = TrainConfig(domain="image", network="unet_vit", hidden=16, network_options={"vit_depth": 1})
+    assert network_kwargs(named) == {"output_scale": 1.0, "vit_depth": 1}  # hidden/depth are the default net's
+
+
+def test_default_preset_comes_from_the_registration():
+    from energyflow.registry import register_domain, unregister_domain
+    from energyflow.training.config import default_preset
+
+    register_domain("toy_copy", "energyflow.domains.toy:ToyDomain", default_preset="toy")
+    try:
+        assert default_preset("toy_copy") == "toy"
+    finally:
+        unregister_domain("toy_copy")
+    assert (default_preset("toy"), default_preset("image")) == ("toy", "mnist")
+    with pytest.raises(ConfigError, match="unknown domain 'graph'"):
+        default_preset("graph")

@@ -289,3 +289,43 @@ def test_phase1_flow_loss_is_unweighted_and_phase2_uses_the_ramp(tmp_path, no_pl
     cfg = tiny(steps=4, phase1_steps=2, tau_star=0.8)
     Trainer(cfg, tmp_path / "run").fit()
     assert seen == [1.0, 1.0, 0.8, 0.8]
+
+
+# --- the domain protocol as the trainer uses it -----------------------------------------------
+def test_evaluate_measures_against_the_domains_held_out_data(tmp_path, no_plots, monkeypatch):
+    trainer = Trainer(tiny(steps=2, eval_samples=200), tmp_path)
+    domain = trainer.domain
+    seen = []
+    real = type(domain).metrics
+
+    def spy(self, samples, reference=None):
+        seen.append(reference)
+        return real(self, samples, reference)
+
+    monkeypatch.setattr(type(domain), "metrics", spy)
+    metrics = trainer.evaluate()
+    assert seen == [None]  # the domain picks its own reference
+    samples = trainer.sample(200).samples.cpu()  # the evaluation's seed: the same samples again
+    assert metrics == real(domain, samples, domain.test_data())
+    # ... not fresh training draws, which the trainer used to pass
+    fresh = domain.sample_data(200, generator=torch.Generator().manual_seed(trainer.cfg.seed + 999_983))
+    assert metrics != real(domain, samples, fresh)
+
+
+def test_source_batches_are_shaped_like_the_data_they_pair_with(tmp_path, no_plots, monkeypatch):
+    trainer = Trainer(tiny(steps=2, phase1_steps=1), tmp_path)  # one phase-1 and one phase-2 step
+    likes = []
+    real = type(trainer.domain).sample_source
+
+    def spy(self, n=None, generator=None, device=None, like=None):
+        out = real(self, n, generator, device, like)
+        likes.append(None if like is None else (tuple(like.shape), like.device, out.shape == like.shape))
+        return out
+
+    monkeypatch.setattr(type(trainer.domain), "sample_source", spy)
+    trainer.train_step()
+    assert likes == [((16, 2), torch.device("cpu"), True)]  # phase 1: x0 for the coupling with x1
+    likes.clear()
+    trainer.train_step()
+    # phase 2: the coupling's x0, then the CD negatives' source half (8 of 16) beside the data half
+    assert likes == [((16, 2), torch.device("cpu"), True), ((8, 2), torch.device("cpu"), True)]
