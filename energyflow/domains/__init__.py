@@ -1,8 +1,9 @@
 """Domains: a data set, its space, a default potential network and its metrics.
 
-Each domain lives in its own module and is imported lazily, so ``import
+Each domain lives in its own module (or package) and is imported lazily, so ``import
 energyflow.domains`` stays light (no matplotlib, POT or domain-specific packages).
-Resolve domains by name through :data:`energyflow.registry.DOMAINS`.
+Resolve domains by name through :data:`energyflow.registry.DOMAINS`; a domain is declared
+once, with its default preset, by :func:`energyflow.registry.register_domain`.
 
 Example:
     >>> from energyflow.domains import Domain, ToyDomain
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from energyflow.domains.base import Domain
+from energyflow.domains.base import Domain, PlotUnavailableError
 
 _LAZY = {
     "ToyDomain": "energyflow.domains.toy",
@@ -25,7 +26,7 @@ _LAZY = {
     "image": "energyflow.domains.image",
 }
 
-__all__ = ["DATASETS", "Domain", "ImageDomain", "ToyDomain"]
+__all__ = ["DATASETS", "Domain", "ImageDomain", "PlotUnavailableError", "ToyDomain"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ def run(tmp_path_factory):
     cfg = resolve_config("toy", overrides={**TINY, "domain_options": {"dataset": "rings", "test_size": 64},
                                            "network_options": {"hidden": 12}})
     trainer = Trainer(cfg, out)
-    trainer.plot = lambda: []  # plots are tested below on their own
+    trainer.plot = list  # plots are tested below on their own (list() == [])
     trainer.fit()
     return out, cfg
 
@@ -38,7 +38,7 @@ def test_options_round_trip_through_the_checkpoint_and_config_toml(run):
 
 
 def test_a_checkpoint_from_before_the_option_tables_still_loads(run, tmp_path):
-    out, cfg = run
+    out, _ = run
     state = load_checkpoint(out)
     old = {k: v for k, v in state["config"].items() if k not in ("domain_options", "network_options")}
     old["hidden"] = 12  # the network the weights were trained with, as an old config said it

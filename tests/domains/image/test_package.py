@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import energyflow.domains.image as image
+from energyflow.domains import image
 
 PACKAGE = Path(image.__file__).parent
 MODULES = ("data", "networks", "classifier", "domain")
