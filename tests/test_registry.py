@@ -49,3 +49,21 @@ def test_build_and_register():
     assert reg.get("PATH") is ef.ConstantSchedule
     assert reg.names() == ["my_thing", "path"] and list(reg) == reg.names()
     assert "thing" in repr(reg)
+
+
+def test_register_domain_declares_name_class_and_preset_in_one_place():
+    from energyflow.registry import DOMAINS, domain_default_preset, register_domain, unregister_domain
+
+    assert DOMAINS.names() == ["image", "toy"]
+    assert (domain_default_preset("toy"), domain_default_preset("Image")) == ("toy", "mnist")
+    with pytest.raises(RegistryError, match="default_preset of domain 'x'"):
+        register_domain("x", "energyflow.domains.toy:ToyDomain", default_preset="")
+    assert "x" not in DOMAINS
+    register_domain("Toy-2", "energyflow.domains.toy:ToyDomain", default_preset="toy")
+    try:
+        assert DOMAINS.get("toy_2").__name__ == "ToyDomain" and domain_default_preset("toy-2") == "toy"
+    finally:
+        unregister_domain("toy_2")
+    assert "toy_2" not in DOMAINS
+    with pytest.raises(RegistryError, match="unknown domain 'toy_2'; choose one of: image, toy"):
+        domain_default_preset("toy_2")
