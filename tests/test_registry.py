@@ -54,7 +54,7 @@ def test_build_and_register():
 def test_register_domain_declares_name_class_and_preset_in_one_place():
     from energyflow.registry import DOMAINS, domain_default_preset, register_domain, unregister_domain
 
-    assert DOMAINS.names() == ["image", "toy"]
+    assert {"image", "toy"} <= set(DOMAINS.names())
     assert (domain_default_preset("toy"), domain_default_preset("Image")) == ("toy", "mnist")
     with pytest.raises(RegistryError, match="default_preset of domain 'x'"):
         register_domain("x", "energyflow.domains.toy:ToyDomain", default_preset="")
@@ -65,5 +65,5 @@ def test_register_domain_declares_name_class_and_preset_in_one_place():
     finally:
         unregister_domain("toy_2")
     assert "toy_2" not in DOMAINS
-    with pytest.raises(RegistryError, match="unknown domain 'toy_2'; choose one of: image, toy"):
+    with pytest.raises(RegistryError, match="unknown domain .toy_2.; choose one of: image, "):
         domain_default_preset("toy_2")
