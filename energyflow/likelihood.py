@@ -43,6 +43,8 @@ from torch import Tensor
 from energyflow.energies.base import Energy
 from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.field import Field
+from energyflow.samplers import kernel as K
+from energyflow.samplers import mala
 from energyflow.spaces import Euclidean
 
 EnergyLike = Union[Field, Energy, Callable[[Tensor], Tensor]]
@@ -311,11 +313,6 @@ def _randn(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
     return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device)
 
 
-def _rand(shape: tuple[int, ...], generator, device, dtype) -> Tensor:
-    gdev = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gdev, dtype=dtype).to(device)
-
-
 def _sqnorm(v: Tensor) -> Tensor:
     return (v * v).sum(-1)
 
@@ -430,6 +427,24 @@ def log_partition(
     acceptance = torch.zeros(num_steps, dtype=torch.float64)
     step_sizes = torch.zeros(num_steps, dtype=torch.float64)
 
+    space = Euclidean(d)
+
+    def bridge(b: float):
+        """The MALA target of level b: phi = -((1 - b) log f0 + b log f1), with both log-densities kept."""
+
+        def from_parts(x: Tensor, lf0: Tensor, lf1: Tensor, g1: Tensor) -> tuple[Tensor, Tensor]:
+            phi = -((1.0 - b) * lf0 + b * lf1)
+            grad = -((1.0 - b) * (-x / (s * s)) + b * g1)
+            return phi, grad
+
+        def potential(x: Tensor) -> tuple[Tensor, Tensor, dict]:
+            lf1, g1 = target_and_grad(x)
+            lf0 = -0.5 * _sqnorm(x.to(torch.float64)) / (s * s) + log_norm0
+            phi, grad = from_parts(x, lf0, lf1, g1)
+            return phi, grad, {"lf0": lf0, "lf1": lf1, "g1": g1}
+
+        return potential, from_parts
+
     for k in range(1, num_steps + 2):
         b_prev, b = float(betas[k - 1]), float(betas[k])
         log_w = log_w + (b - b_prev) * (lf1 - lf0)
@@ -437,31 +452,18 @@ def log_partition(
             break  # the last increment reaches the target; no transition is needed after it
         step_sizes[k - 1] = h
         acc_level = 0.0
+        potential, from_parts = bridge(b)
+        phi, grad = from_parts(x, lf0, lf1, g1)
+        state = K.State(x, phi, grad, {"lf0": lf0, "lf1": lf1, "g1": g1})
         for _ in range(mcmc_steps_per_level):
-            # MALA on log f_b = (1 - b) log f0 + b log f1, exact MH correction.
-            grad_x = (1.0 - b) * (-x / (s * s)) + b * g1
-            y = x + h * grad_x + math.sqrt(2.0 * h) * _randn(x.shape, generator, device, dtype)
-            lf1_y, g1_y = target_and_grad(y)
-            lf0_y = -0.5 * _sqnorm(y.to(torch.float64)) / (s * s) + log_norm0
-            grad_y = (1.0 - b) * (-y / (s * s)) + b * g1_y
-            log_pi_x = (1.0 - b) * lf0 + b * lf1
-            log_pi_y = (1.0 - b) * lf0_y + b * lf1_y
-            log_q_fwd = -_sqnorm((y - x - h * grad_x).to(torch.float64)) / (4.0 * h)
-            log_q_bwd = -_sqnorm((x - y - h * grad_y).to(torch.float64)) / (4.0 * h)
-            log_alpha = log_pi_y - log_pi_x + log_q_bwd - log_q_fwd
-            finite = torch.isfinite(log_alpha) & torch.isfinite(_sqnorm(g1_y.to(torch.float64)))
-            log_alpha = torch.where(finite, log_alpha, torch.full_like(log_alpha, -math.inf))
-            u = _rand((num_chains,), generator, device, torch.float64)
-            accept = torch.log(u) < log_alpha
-            x = torch.where(accept[:, None], y, x)
-            g1 = torch.where(accept[:, None], g1_y, g1)
-            lf1 = torch.where(accept, lf1_y, lf1)
-            lf0 = torch.where(accept, lf0_y, lf0)
-            rate = float(accept.to(torch.float64).mean())
+            # MALA on log f_b = (1 - b) log f0 + b log f1 (the samplers' kernel, exact MH correction).
+            state, info = mala.kernel(state, potential, h, generator, space=space)
+            rate = float(info.is_accepted.to(torch.float64).mean())
             acc_level += rate / mcmc_steps_per_level
             if step_size is None:
                 # Adapt between steps (the kernel of each step is fixed given the past).
                 h = h * math.exp(2.0 * (rate - target_acceptance))
+        x, lf0, lf1, g1 = state.position, state.aux["lf0"], state.aux["lf1"], state.aux["g1"]
         acceptance[k - 1] = acc_level
 
     lw = log_w.detach()

@@ -104,8 +104,10 @@ class GaussianPotential(Energy):
         # -log N(x; m, L L^T) = |L^-1 (x - m)|^2 / 2 + log det L + d/2 log(2 pi), computed
         # directly: building a validated MultivariateNormal on every call cost ~3x more.
         z = flatten_event(x) - self.mean
-        w = torch.linalg.solve_triangular(self.scale_tril, z.unsqueeze(-1), upper=False)
-        w = w.squeeze(-1)
+        # One solve with the batch as right-hand sides (a batched solve broadcasts L to
+        # every sample: 20-50x slower at d = 100).
+        w = torch.linalg.solve_triangular(self.scale_tril, z.reshape(-1, z.shape[-1]).T, upper=False).T
+        w = w.reshape(z.shape)
         d = z.shape[-1]
         log_det = torch.log(torch.diagonal(self.scale_tril)).sum()
         return 0.5 * (w * w).sum(-1) + log_det + 0.5 * d * math.log(2.0 * math.pi)

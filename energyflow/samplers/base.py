@@ -6,15 +6,17 @@ returning a :class:`SampleResult`. Samplers never print.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import attrs
 import torch
 from torch import Tensor
 
+from energyflow import tree
 from energyflow.errors import EnergyflowError, InvalidTypeError, InvalidValueError
 from energyflow.field import Field, FieldError
 from energyflow.spaces import Euclidean, Space
+from energyflow.tree import State
 
 
 class DivergenceError(EnergyflowError, FloatingPointError):
@@ -117,8 +119,17 @@ def prepare(field: Field, x0: Tensor, eps: float = 1.0, generator: torch.Generat
 NUMERICAL_ERRORS = (ValueError, RuntimeError, ArithmeticError)
 
 
-def energy_and_grad_or_reject(field: Field, x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+def energy_and_grad_or_reject(field: Field, x: State, eps: float) -> tuple[Tensor, State, Tensor]:
     """``field.energy_and_grad(x, eps)`` for Metropolis proposals, surviving failed chains.
+
+    See :func:`reject_failures`; returns energies ``(B,)``, gradients like ``x`` and a
+    ``(B,)`` bool mask of the states whose evaluation raised.
+    """
+    return reject_failures(lambda y: field.energy_and_grad(y, eps), x)
+
+
+def reject_failures(fn: Callable[[State], tuple[Tensor, State]], x: State) -> tuple[Tensor, State, Tensor]:
+    """``fn(x) -> (energies (B,), gradients like x)``, surviving states on which it raises.
 
     When the batch's evaluation raises a numerical error, the batch is bisected to find
     the states that raise alone; those get energy ``+inf`` and gradient 0, so their
@@ -127,29 +138,32 @@ def energy_and_grad_or_reject(field: Field, x: Tensor, eps: float) -> tuple[Tens
     :func:`forbid_batch_coupling`).
 
     Returns:
-        tuple: energies ``(B,)``, gradients ``(B, *event)`` and a ``(B,)`` bool mask of
-        the states whose evaluation raised.
+        tuple: energies ``(B,)``, gradients like ``x`` and a ``(B,)`` bool mask of the
+        states whose evaluation raised.
 
     Raises:
         EnergyflowError: a user error (never mistaken for a numerical failure).
         Exception: the original error when every state raises on its own: the energy is
             broken, not a proposal.
     """
+    lead = tree.first(x)
+    n = lead.shape[0]
     try:
-        e, g = field.energy_and_grad(x, eps)
-        return e, g, torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        e, g = fn(x)
+        return e, g, torch.zeros(n, dtype=torch.bool, device=lead.device)
     except NUMERICAL_ERRORS as err:
         if isinstance(err, EnergyflowError):
             raise
         first = err
-    e = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
-    g = torch.zeros_like(x)
-    failed = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    e = torch.full((n,), float("inf"), dtype=lead.dtype, device=lead.device)
+    g = tree.zeros_like(x)
+    failed = torch.zeros(n, dtype=torch.bool, device=lead.device)
 
     def evaluate(idx: Tensor) -> None:
         try:
-            e_i, g_i = field.energy_and_grad(x[idx], eps)
-            e[idx], g[idx] = e_i, g_i
+            e_i, g_i = fn(tree.index(x, idx))
+            e[idx] = e_i.to(e.dtype)
+            tree.set_index(g, idx, g_i)
         except NUMERICAL_ERRORS as err:
             if isinstance(err, EnergyflowError):
                 raise
@@ -163,9 +177,9 @@ def energy_and_grad_or_reject(field: Field, x: Tensor, eps: float) -> tuple[Tens
         evaluate(idx[:half])
         evaluate(idx[half:])
 
-    if x.shape[0] > 1:
-        bisect(torch.arange(x.shape[0], device=x.device))
-    if x.shape[0] == 1 or bool(failed.all()):
+    if n > 1:
+        bisect(torch.arange(n, device=lead.device))
+    if n == 1 or bool(failed.all()):
         raise first
     return e, g, failed
 
@@ -198,27 +212,42 @@ def raise_divergence(
 
 
 class Recorder:
-    """Keeps the per-step traces and an optional trajectory without host syncs."""
+    """Keeps the per-step traces and an optional trajectory without host syncs.
 
-    def __init__(self, num_steps: int, x0: Tensor, record_every: int | None) -> None:
+    States may be tensors or pytrees; gradient norms are over all coordinates (the
+    metric of the spaces, which inherit the ambient one).
+    """
+
+    def __init__(self, num_steps: int, x0: State, record_every: int | None) -> None:
         if record_every is not None and record_every <= 0:
             raise InvalidValueError(f"record_every must be a positive integer, got {record_every}")
-        self.energy = torch.empty(num_steps, device=x0.device, dtype=x0.dtype)
-        self.grad_norm = torch.empty(num_steps, device=x0.device, dtype=x0.dtype)
+        lead = tree.first(x0)
+        self.energy = torch.empty(num_steps, device=lead.device, dtype=lead.dtype)
+        self.grad_norm = torch.empty(num_steps, device=lead.device, dtype=lead.dtype)
         self.every = record_every
-        self.frames: list[Tensor] = [x0.clone()] if record_every else []
+        self.frames: list[State] = [tree.clone(x0)] if record_every else []
 
-    def step(self, k: int, e: Tensor, g: Tensor, x: Tensor | None = None) -> None:
+    def step(self, k: int, e: Tensor, g: State, x: State | None = None) -> None:
         """Records step ``k``'s mean energy and gradient norm (and ``x`` on the grid)."""
         self.energy[k] = e.mean()
-        self.grad_norm[k] = torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))).mean()
+        flat = g.reshape(g.shape[0], -1) if isinstance(g, Tensor) else tree.ravel(g)
+        self.grad_norm[k] = torch.linalg.vector_norm(flat, dim=1).mean()
         if x is not None:
             self.frame(k, x)
 
-    def frame(self, k: int, x: Tensor) -> None:
+    def frame(self, k: int, x: State) -> None:
         """Keeps ``x`` (the state after step ``k``) if it falls on the recording grid."""
         if self.every and (k + 1) % self.every == 0:
-            self.frames.append(x.clone())
+            self.frames.append(tree.clone(x))
 
-    def trajectory(self) -> Tensor | None:
-        return torch.stack(self.frames) if self.frames else None
+    def trajectory(self) -> State | None:
+        """Recorded states stacked on a new leading axis, ``(T, B, ...)`` per leaf."""
+        if not self.frames:
+            return None
+        if isinstance(self.frames[0], Tensor):
+            return torch.stack(self.frames)
+        import torch.utils._pytree as pytree
+
+        flat = [pytree.tree_flatten(f)[0] for f in self.frames]
+        spec = pytree.tree_flatten(self.frames[0])[1]
+        return pytree.tree_unflatten([torch.stack([f[i] for f in flat]) for i in range(len(flat[0]))], spec)

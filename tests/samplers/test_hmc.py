@@ -93,7 +93,9 @@ def test_hmc_result_fields_and_reproducibility():
     b = sampler.run(field, torch.zeros(8, 2), generator=torch.Generator().manual_seed(2))
     assert torch.equal(a.samples, b.samples)
     assert a.trajectory.shape == (6, 8, 2)
-    assert a.num_grad_evals == 1 + 5 * 3
+    # One evaluation at the start, then the largest per-chain (jittered) count of every iteration.
+    assert a.num_grad_evals == 1 + a.info["num_integration_steps"]
+    assert 5 * 2 <= a.info["num_integration_steps"] <= 5 * 4
     assert torch.allclose(a.energy, field.energy(a.samples), atol=1e-5)
 
 
