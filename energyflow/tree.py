@@ -35,8 +35,8 @@ from energyflow.errors import InvalidTypeError, InvalidValueError
 State = Union[Tensor, dict[str, Any]]
 
 __all__ = [
-    "State", "batch_size", "cat", "clone", "coordinates", "detach", "first", "index", "is_coordinate",
-    "isfinite", "map", "ravel", "requires_grad", "set_index", "to", "unravel", "where", "zeros_like",
+    "State", "batch_size", "cat", "clone", "coordinates", "describe", "detach", "first", "index", "is_coordinate",
+    "isfinite", "map", "ravel", "replace_coordinates", "requires_grad", "set_index", "to", "unravel", "where", "zeros_like",
 ]
 
 
@@ -58,15 +58,16 @@ def first(tree: State) -> Tensor:
     """The first coordinate leaf (for device, dtype and batch size)."""
     leaves = coordinates(tree)
     if not leaves:
-        raise InvalidTypeError(f"a state needs at least one floating-point tensor, got {_describe(tree)}")
+        raise InvalidTypeError(f"a state needs at least one floating-point tensor, got {describe(tree)}")
     return leaves[0]
 
 
-def _describe(tree: Any) -> str:
+def describe(tree: Any) -> str:
+    """Shapes and dtypes of a state, for error messages: ``(4, 2) (torch.float32)`` or a dict of them."""
     if isinstance(tree, Tensor):
-        return f"a {tree.dtype} tensor of shape {tuple(tree.shape)}"
+        return f"{tuple(tree.shape)} ({tree.dtype})"
     if isinstance(tree, dict):
-        return "{" + ", ".join(f"{k!r}: {_describe(v)}" for k, v in tree.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in tree.items()) + "}"
     return type(tree).__name__
 
 
@@ -84,7 +85,7 @@ def map(fn: Callable[..., Tensor], tree: State, *rest: State) -> State:  # noqa:
     for r in rest:
         r_leaves, r_spec = _flatten(r)
         if r_spec != spec:
-            raise InvalidValueError(f"states of different structure: {_describe(tree)} and {_describe(r)}")
+            raise InvalidValueError(f"states of different structure: {describe(tree)} and {describe(r)}")
         others.append(r_leaves)
     out = [fn(leaf, *(o[i] for o in others)) if is_coordinate(leaf) else leaf for i, leaf in enumerate(leaves)]
     return pytree.tree_unflatten(out, spec)
@@ -98,7 +99,7 @@ def batch_size(tree: State) -> int:
     """
     sizes = {leaf.shape[0] if leaf.dim() > 0 else None for leaf in _flatten(tree)[0] if isinstance(leaf, Tensor)}
     if None in sizes or len(sizes) != 1:
-        raise InvalidValueError(f"every leaf of a state must share its batch (first) dimension, got {_describe(tree)}")
+        raise InvalidValueError(f"every leaf of a state must share its batch (first) dimension, got {describe(tree)}")
     return sizes.pop()
 
 
@@ -179,6 +180,15 @@ def cat(trees: list[State]) -> State:
     out = [torch.cat([f[0][i] for f in flat]) if isinstance(flat[0][0][i], Tensor) else flat[0][0][i]
            for i in range(len(flat[0][0]))]
     return pytree.tree_unflatten(out, spec)
+
+
+def replace_coordinates(tree: State, values: list[Tensor]) -> State:
+    """``tree`` with its coordinate leaves replaced by ``values`` (in flattening order)."""
+    if isinstance(tree, Tensor):
+        return values[0]
+    leaves, spec = _flatten(tree)
+    it = iter(values)
+    return pytree.tree_unflatten([next(it) if is_coordinate(leaf) else leaf for leaf in leaves], spec)
 
 
 def ravel(tree: State) -> Tensor:

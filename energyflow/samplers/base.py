@@ -14,8 +14,8 @@ from torch import Tensor
 
 from energyflow import tree
 from energyflow.errors import EnergyflowError, InvalidTypeError, InvalidValueError
-from energyflow.field import Field, FieldError
-from energyflow.spaces import Euclidean, Space
+from energyflow.field import Field, FieldError, default_space
+from energyflow.spaces import Space
 from energyflow.tree import State
 
 
@@ -90,15 +90,19 @@ def check_generator(generator: object, x0: Tensor) -> None:
             f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed({generator!r})) or None, "
             f"got {type(generator).__name__}"
         )
-    if isinstance(x0, Tensor) and generator.device.type != x0.device.type:
+    lead = x0 if isinstance(x0, Tensor) else next(
+        (v for v in x0.values() if isinstance(v, Tensor)), None) if isinstance(x0, dict) else None
+    if lead is not None and generator.device.type != lead.device.type:
         raise InvalidValueError(
-            f"the generator is on {generator.device} but the states are on {x0.device}; "
-            f"use torch.Generator(device={str(x0.device)!r})"
+            f"the generator is on {generator.device} but the states are on {lead.device}; "
+            f"use torch.Generator(device={str(lead.device)!r})"
         )
 
 
-def prepare(field: Field, x0: Tensor, eps: float = 1.0, generator: torch.Generator | None = None) -> tuple[Tensor, Space]:
+def prepare(field: Field, x0: State, eps: float = 1.0, generator: torch.Generator | None = None) -> tuple[State, Space]:
     """Checks the field, the generator and ``x0``; returns the projected start and the space.
+
+    ``x0`` is a ``(B, *event)`` tensor or a batch-first pytree (a dict of tensors).
 
     Raises:
         InvalidTypeError: ``field`` is not compiled, or ``generator`` is not a Generator.
@@ -110,8 +114,8 @@ def prepare(field: Field, x0: Tensor, eps: float = 1.0, generator: torch.Generat
         )
     check_generator(generator, x0)
     field.check(x0, eps)
-    space = field.space if field.space is not None else Euclidean(tuple(x0.shape[1:]))
-    return space.project(x0.detach()), space
+    space = field.space if field.space is not None else default_space(x0)
+    return space.project(tree.detach(x0)), space
 
 
 # What a numerically failed evaluation raises: a Cholesky that fails (LinAlgError is a
@@ -198,7 +202,7 @@ def raise_divergence(
     sampler: str, field: Field, step: int, x_prev: Tensor, eps: float, hint: str, first_step: int | None = None
 ) -> None:
     """Raises :class:`DivergenceError` with the non-finite terms at the last finite state."""
-    terms = field.nonfinite_terms(x_prev, eps) if torch.isfinite(x_prev).all() else []
+    terms = field.nonfinite_terms(x_prev, eps) if bool(tree.isfinite(x_prev).all()) else []
     where = f"terms non-finite at the last state: {', '.join(terms)}" if terms else (
         "every term was finite at the last state, so the step itself overshot"
     )

@@ -16,6 +16,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow import tree
 from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import non_negative, one_of, positive, resolve_num_steps
@@ -68,11 +69,11 @@ class GradientFlow:
         evals0 = field.num_grad_evals
         for k in range(n):
             e, g = field.energy_and_grad(x, eps)
-            x_new = space.project(x - dt * g)
+            x_new = space.project(tree.map(lambda a, b: a - dt * b, x, g))
             if self.method == "heun":
                 _, g2 = field.energy_and_grad(x_new, eps)
-                x_new = space.project(x - 0.5 * dt * (g + g2))
-            if not bool(torch.isfinite(x_new).all()) or not bool(torch.isfinite(e).all()):
+                x_new = space.project(tree.map(lambda a, b, c: a - 0.5 * dt * (b + c), x, g, g2))
+            if not bool(tree.isfinite(x_new).all()) or not bool(torch.isfinite(e).all()):
                 raise_divergence("GradientFlow", field, k, x, eps, f"Try a smaller step_size than {dt:g}.")
             rec.step(k, e, g, x_new)
             x = x_new

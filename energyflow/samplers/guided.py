@@ -36,6 +36,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow import tree
 from energyflow.energies.base import Energy
 from energyflow.errors import InvalidValueError
 from energyflow.field import Field
@@ -121,14 +122,14 @@ class GuidedLangevin:
                 if w == 0.0:
                     return e, g
                 e_obs, g_obs = obs.energy_and_grad(x)
-                return e + w * e_obs, g + w * g_obs
+                return e + w * e_obs, tree.map(lambda a, b: a + w * b, g, g_obs)
             with torch.enable_grad():
-                xr = x.detach().requires_grad_(True)
+                xr, coords = tree.requires_grad(x)
                 e, g = field.energy_and_grad(xr, eps, create_graph=True)
-                e_obs = obs.expr.total(xr - lead * g, 1.0)
-                (g_obs,) = torch.autograd.grad(e_obs.sum(), xr)
+                e_obs = obs.expr.total(tree.map(lambda a, b: a - lead * b, xr, g), 1.0)
+                g_obs = tree.replace_coordinates(x, list(torch.autograd.grad(e_obs.sum(), coords)))
             extra += 1
-            return e.detach() + w * e_obs.detach(), g.detach() + w * g_obs
+            return e.detach() + w * e_obs.detach(), tree.map(lambda a, b: a.detach() + w * b, g, g_obs)
 
         def diverged(k: int, at: Tensor, first_step: int, eps: float) -> None:
             everything = compile_field(field.expr + self.observation, field.space)  # to name the term at fault

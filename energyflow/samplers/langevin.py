@@ -24,12 +24,14 @@ import attrs
 import torch
 from torch import Tensor
 
+from energyflow import tree
 from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers._config import one_of, positive, resolve_num_steps
 from energyflow.samplers.base import Recorder, SampleResult, prepare, raise_divergence
 from energyflow.schedule import ConstantSchedule, Schedule, as_schedule
 from energyflow.spaces import Space
+from energyflow.tree import State
 from energyflow.validation import integer, real
 
 
@@ -120,7 +122,17 @@ class Langevin:
         )
 
 
-Drift = Callable[[Tensor, float, float], "tuple[Tensor, Tensor]"]
+Drift = Callable[[State, float, float], "tuple[Tensor, State]"]
+
+
+def _step(x: State, g: State, alpha: float, xi: State | None, noise_scale: float) -> State:
+    """``x + alpha g + noise_scale xi`` (in place on a fresh tensor for tensor states)."""
+    if isinstance(x, Tensor):
+        out = torch.add(x, g, alpha=alpha)
+        return out.add_(xi, alpha=noise_scale) if xi is not None else out
+    if xi is None:
+        return tree.map(lambda a, b: a + alpha * b, x, g)
+    return tree.map(lambda a, b, c: a + alpha * b + noise_scale * c, x, g, xi)
 
 
 def integrate(
@@ -155,8 +167,8 @@ def integrate(
     x_checked, k_checked = x, -1
     heun = config.method == "heun"
 
-    def stop(k: int, x: Tensor, eps: float) -> None:
-        diverged(k, x if bool(torch.isfinite(x).all()) else x_checked, k_checked + 1, eps)
+    def stop(k: int, x: State, eps: float) -> None:
+        diverged(k, x if bool(tree.isfinite(x).all()) else x_checked, k_checked + 1, eps)
 
     for k in range(n):
         eps = eps_list[k]
@@ -172,17 +184,13 @@ def integrate(
             x_checked, k_checked = x, k
         noise_scale = math.sqrt(2.0 * eps * dt)
         xi = space.randn_like(x, generator) if noise_scale > 0 else None
-        x_new = torch.add(x, g, alpha=-dt)
-        if xi is not None:
-            x_new.add_(xi, alpha=noise_scale)
+        x_new = _step(x, g, -dt, xi, noise_scale)
         if heun:
             eps_next = eps_list[k + 1] if k + 1 < n else float(config.schedule(t0 + n * dt))
             _, g_pred = drift(space.project(x_new), t0 + (k + 1) * dt, eps_next)
-            x_new = torch.add(x, g + g_pred, alpha=-0.5 * dt)
-            if xi is not None:
-                x_new.add_(xi, alpha=noise_scale)
+            x_new = _step(x, tree.map(torch.add, g, g_pred), -0.5 * dt, xi, noise_scale)
         x = space.project(x_new)
         rec.frame(k, x)
-    if not bool(torch.isfinite(x).all()):
+    if not bool(tree.isfinite(x).all()):
         stop(n, x, eps_list[-1])
     return x, rec, eps_list
