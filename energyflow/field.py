@@ -223,9 +223,7 @@ class Field:
             xr, coords = tree.requires_grad(x)
         with torch.enable_grad():
             e = self.expr.total(xr, eps)
-            grads = torch.autograd.grad(e.sum(), coords, create_graph=create_graph, allow_unused=True)
-            grads = [torch.zeros_like(c) if g is None else g for g, c in zip(grads, coords)]
-            g = self.space.tangent(tree.replace_coordinates(x, grads))
+            g = self.space.tangent(tree.grad(e.sum(), x, coords, create_graph))
         self.num_grad_evals += 1
         return (e if create_graph else e.detach()), g
 

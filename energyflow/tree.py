@@ -35,7 +35,7 @@ from energyflow.errors import InvalidTypeError, InvalidValueError
 State = Union[Tensor, dict[str, Any]]
 
 __all__ = [
-    "State", "batch_size", "cat", "clone", "coordinates", "describe", "detach", "first", "index", "is_coordinate",
+    "State", "batch_size", "cat", "grad", "clone", "coordinates", "describe", "detach", "first", "index", "is_coordinate",
     "isfinite", "map", "ravel", "replace_coordinates", "requires_grad", "set_index", "to", "unravel", "where", "zeros_like",
 ]
 
@@ -189,6 +189,13 @@ def replace_coordinates(tree: State, values: list[Tensor]) -> State:
     leaves, spec = _flatten(tree)
     it = iter(values)
     return pytree.tree_unflatten([next(it) if is_coordinate(leaf) else leaf for leaf in leaves], spec)
+
+
+def grad(output: Tensor, tree: State, coords: list[Tensor], create_graph: bool = False) -> State:
+    """``d output / d tree`` shaped like ``tree`` (``coords`` are its coordinates that
+    require grad); a coordinate the output does not use gets a zero gradient."""
+    grads = torch.autograd.grad(output, coords, create_graph=create_graph, allow_unused=True)
+    return replace_coordinates(tree, [torch.zeros_like(c) if g is None else g for g, c in zip(grads, coords)])
 
 
 def ravel(tree: State) -> Tensor:

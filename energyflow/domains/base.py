@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from energyflow import tree
 from energyflow.errors import InvalidValueError
 from energyflow.spaces import Space
 
@@ -200,6 +201,14 @@ class Domain(Protocol):
         Raises:
             InvalidValueError: neither ``n`` nor ``like``, or ``n != B``.
         """
+        if isinstance(like, dict):
+            # A pytree state (a graph): noise on each coordinate leaf, the carried leaves
+            # (node masks) copied, so the source has the structure of the data it is paired with.
+            if n is not None and n != tree.batch_size(like):
+                raise InvalidValueError(f"sample_source got n={n} and a batch of {tree.batch_size(like)} to copy; "
+                                        "give one of them")
+            x = self.space.noise(None, generator=generator, like=like)
+            return tree.to(x, device) if device is not None else x
         n, device, dtype = resolve_like(self.space, n, like, device)
         gdev = generator.device if generator is not None else None
         x = self.space.noise(n, generator=generator, device=gdev, dtype=dtype)

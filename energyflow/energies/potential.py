@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from energyflow import tree
 from energyflow.energies.base import Energy, flatten_event
 from energyflow.errors import InvalidTypeError, InvalidValueError
 
@@ -27,7 +28,8 @@ class Potential(Energy):
     """Wraps any network ``V_theta`` as an energy term.
 
     Args:
-        net (nn.Module): maps ``(B, *event)`` to ``(B,)`` or ``(B, 1)``.
+        net (nn.Module): maps ``(B, *event)`` (or a batch-first pytree state, e.g. a
+            dict of node features, adjacency and mask) to ``(B,)`` or ``(B, 1)``.
         scale (float): output multiplier (the reference uses 1000 for CIFAR-10).
 
     Shapes:
@@ -45,12 +47,13 @@ class Potential(Energy):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.net(x)
+        n = x.shape[0] if isinstance(x, Tensor) else tree.batch_size(x)
         if out.dim() == 2 and out.shape[1] == 1:
             out = out.squeeze(1)
-        if out.dim() != 1 or out.shape[0] != x.shape[0]:
+        if out.dim() != 1 or out.shape[0] != n:
             raise EnergyShapeError(
                 f"{self.name}: the network returned shape {tuple(out.shape)} for a batch of "
-                f"{x.shape[0]}; a potential must return (B,) or (B, 1) - end the network "
+                f"{n}; a potential must return (B,) or (B, 1) - end the network "
                 "with a layer of one output and reduce over any other dimensions"
             )
         return out * self.scale if self.scale != 1.0 else out

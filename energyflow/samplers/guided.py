@@ -127,7 +127,8 @@ class GuidedLangevin:
                 xr, coords = tree.requires_grad(x)
                 e, g = field.energy_and_grad(xr, eps, create_graph=True)
                 e_obs = obs.expr.total(tree.map(lambda a, b: a - lead * b, xr, g), 1.0)
-                g_obs = tree.replace_coordinates(x, list(torch.autograd.grad(e_obs.sum(), coords)))
+                g_obs = tree.grad(e_obs.sum(), x, coords) if not isinstance(x, torch.Tensor) else \
+                    torch.autograd.grad(e_obs.sum(), xr)[0]
             extra += 1
             return e.detach() + w * e_obs.detach(), tree.map(lambda a, b: a.detach() + w * b, g, g_obs)
 

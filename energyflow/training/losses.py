@@ -26,8 +26,10 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from energyflow import tree
 from energyflow.errors import InvalidValueError
 from energyflow.spaces import Space
+from energyflow.tree import State
 
 
 @attrs.frozen(eq=False)
@@ -42,23 +44,37 @@ class PathSample:
         velocity (Tensor): target ``x1 - x0``, ``(B, *event)``.
     """
 
-    x0: Tensor
-    x1: Tensor
+    x0: State
+    x1: State
     t: Tensor
-    xt: Tensor
-    velocity: Tensor
+    xt: State
+    velocity: State
 
 
 def _bcast(t: Tensor, like: Tensor) -> Tensor:
     return t.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def linear_path(x0: Tensor, x1: Tensor, t: Tensor) -> PathSample:
-    """The straight path from ``x0`` (t = 0) to ``x1`` (t = 1)."""
-    if x0.shape != x1.shape or t.shape != (x0.shape[0],):
-        raise InvalidValueError(f"need x0, x1 of equal shape and t of shape (B,); got {tuple(x0.shape)}, {tuple(x1.shape)}, {tuple(t.shape)}")
-    tb = _bcast(t, x0)
-    return PathSample(x0, x1, t, (1 - tb) * x0 + tb * x1, x1 - x0)
+def linear_path(x0: State, x1: State, t: Tensor) -> PathSample:
+    """The straight path from ``x0`` (t = 0) to ``x1`` (t = 1).
+
+    States may be pytrees (dicts of tensors): the path interpolates the coordinate leaves;
+    carried leaves (masks) come from ``x1``, which the coupling paired with a source of
+    the same structure.
+    """
+    if isinstance(x0, Tensor) and isinstance(x1, Tensor):
+        if x0.shape != x1.shape or t.shape != (x0.shape[0],):
+            raise InvalidValueError(f"need x0, x1 of equal shape and t of shape (B,); got {tuple(x0.shape)}, "
+                                    f"{tuple(x1.shape)}, {tuple(t.shape)}")
+        tb = _bcast(t, x0)
+        return PathSample(x0, x1, t, (1 - tb) * x0 + tb * x1, x1 - x0)
+    bad = [f"{tuple(a.shape)} vs {tuple(b.shape)}" for a, b in zip(tree.coordinates(x0), tree.coordinates(x1))
+           if a.shape != b.shape]
+    if bad or not isinstance(x0, type(x1)) or t.shape != (tree.batch_size(x1),):
+        raise InvalidValueError(f"need x0, x1 of equal structure and shapes and t of shape (B,); got "
+                                f"{tree.describe(x0)}, {tree.describe(x1)}, {tuple(t.shape)}")
+    xt = tree.map(lambda b, a: (1 - _bcast(t, a)) * a + _bcast(t, a) * b, x1, x0)
+    return PathSample(x0, x1, t, xt, tree.map(torch.sub, x1, x0))
 
 
 def flow_weight(t: Tensor, tau_star: float) -> Tensor:
@@ -68,22 +84,28 @@ def flow_weight(t: Tensor, tau_star: float) -> Tensor:
     return torch.where(t < tau_star, torch.ones_like(t), ((1.0 - t) / (1.0 - tau_star)).clamp_min(0.0))
 
 
-def _energies(potential: nn.Module, x: Tensor) -> Tensor:
+def _energies(potential: nn.Module, x: State) -> Tensor:
     e = potential(x)
+    n = tree.batch_size(x)
     if e.dim() == 2 and e.shape[1] == 1:
         e = e.squeeze(1)
-    if e.shape != (x.shape[0],):
-        raise InvalidValueError(f"the potential returned {tuple(e.shape)} for a batch of {x.shape[0]}; it must return (B,) or (B, 1)")
+    if e.shape != (n,):
+        raise InvalidValueError(f"the potential returned {tuple(e.shape)} for a batch of {n}; it must return (B,) or (B, 1)")
     return e
 
 
-def _flow_term(grad: Tensor, path: PathSample, tau_star: float, space: Space | None = None) -> Tensor:
+def _grad(energies: Tensor, xt: State, coords: list[Tensor]) -> State:
+    return tree.grad(energies.sum(), xt, coords, create_graph=True)
+
+
+def _flow_term(grad: State, path: PathSample, tau_star: float, space: Space | None = None) -> Tensor:
     if space is not None:
         # On a constrained space only the gradient's component along it moves a state
         # (samplers descend space.tangent(grad V)); the target x1 - x0 already lies in it.
         grad = space.tangent(grad)
-    per_sample = ((-grad - path.velocity) ** 2).reshape(grad.shape[0], -1).mean(-1)
-    return (flow_weight(path.t, tau_star) * per_sample).mean()
+    # The mean over every coordinate of the state (all coordinate leaves together).
+    sq = tree.ravel(tree.map(lambda g, v: (-g - v) ** 2, grad, path.velocity))
+    return (flow_weight(path.t, tau_star) * sq.mean(-1)).mean()
 
 
 def flow_loss(potential: nn.Module, path: PathSample, tau_star: float = 1.0, space: Space | None = None) -> Tensor:
@@ -99,9 +121,8 @@ def flow_loss(potential: nn.Module, path: PathSample, tau_star: float = 1.0, spa
     Returns:
         Tensor: scalar loss.
     """
-    xt = path.xt.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(_energies(potential, xt).sum(), xt, create_graph=True)
-    return _flow_term(grad, path, tau_star, space)
+    xt, coords = tree.requires_grad(path.xt)
+    return _flow_term(_grad(_energies(potential, xt), xt, coords), path, tau_star, space)
 
 
 def trimmed_mean(values: Tensor, alpha: float) -> Tensor:
@@ -122,7 +143,7 @@ def cd_term(e_data: Tensor, e_neg: Tensor, alpha: float = 0.0, beta: float | Non
 
 def cd_loss(potential: nn.Module, x_data: Tensor, x_neg: Tensor, alpha: float = 0.0, beta: float | None = None) -> Tensor:
     """Contrastive divergence on data and (detached) negatives."""
-    return cd_term(_energies(potential, x_data), _energies(potential, x_neg.detach()), alpha, beta)
+    return cd_term(_energies(potential, x_data), _energies(potential, tree.detach(x_neg)), alpha, beta)
 
 
 @attrs.frozen(eq=False)
@@ -164,22 +185,21 @@ def energy_matching_loss(
             ``space.tangent(-grad V)`` with ``x1 - x0`` (None: Euclidean).
     """
     use_cd = lambda_cd > 0 and x_data is not None and x_neg is not None
-    xt = path.xt.detach().requires_grad_(True)
-    parts = [xt] + ([x_data.detach(), x_neg.detach()] if use_cd else [])
-    energies = _energies(potential, torch.cat(parts) if len(parts) > 1 else xt)
-    b = xt.shape[0]
+    xt, coords = tree.requires_grad(path.xt)
+    parts = [xt] + ([tree.detach(x_data), tree.detach(x_neg)] if use_cd else [])
+    energies = _energies(potential, tree.cat(parts) if len(parts) > 1 else xt)
+    b = tree.batch_size(xt)
     if flow_scale != 0.0:
-        (grad,) = torch.autograd.grad(energies[:b].sum(), xt, create_graph=True)
-        flow = _flow_term(grad, path, tau_star, space)
+        flow = _flow_term(_grad(energies[:b], xt, coords), path, tau_star, space)
         # + 0 * sum(V): parameters that grad V cannot see (the output bias) still join the
         # backward pass with a zero gradient; DDP fails on parameters that get no gradient.
         loss = flow_scale * flow + 0.0 * energies.sum()
     else:  # CD-only EBM: skip the double backward entirely
-        flow = torch.zeros((), device=xt.device)
+        flow = torch.zeros((), device=coords[0].device)
         loss = 0.0 * energies[:b].sum()
     cd_value = e_d = e_n = float("nan")
     if use_cd:
-        nd = x_data.shape[0]
+        nd = tree.batch_size(x_data)
         e_data, e_neg = energies[b : b + nd], energies[b + nd :]
         cd = cd_term(e_data, e_neg, alpha, beta)
         loss = loss + lambda_cd * cd

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
+from energyflow import tree
 from energyflow.energies.potential import Potential
 from energyflow.errors import EnergyflowError, InvalidValueError, OutputPathError
 from energyflow.field import compile as compile_field
@@ -46,6 +47,7 @@ from energyflow.training.checkpoint import CheckpointError, load_checkpoint, sav
 from energyflow.training.config import TrainConfig, save_config
 from energyflow.training.losses import energy_matching_loss, linear_path
 from energyflow.training.run import plot_run, sampler_for
+from energyflow.tree import State
 
 
 class TrainingDiverged(EnergyflowError, FloatingPointError):
@@ -242,9 +244,9 @@ class Trainer:
         path.write_text("".join(k + "\n" for k in keep))
 
     # --- one step -------------------------------------------------------------------------
-    def negatives(self, x_data: Tensor) -> Tensor:
+    def negatives(self, x_data: State) -> State:
         """Langevin negatives: half started from data (at t = 1), half from the source (t = 0)."""
-        cfg, n = self.cfg, x_data.shape[0]
+        cfg, n = self.cfg, tree.batch_size(x_data)
         n_data = n // 2
         parts = []
         pot = self.potential
@@ -253,16 +255,16 @@ class Trainer:
         try:
             if n_data > 0:
                 run = sampler_for(cfg, t_start=1.0, t_end=1.0 + cfg.num_langevin_steps * cfg.step_size, method="euler")
-                parts.append(run.run(self.field, x_data[:n_data], generator=self.noise_gen, trace=False,
+                parts.append(run.run(self.field, tree.index(x_data, slice(0, n_data)), generator=self.noise_gen, trace=False,
                                      check_every=cfg.num_langevin_steps).samples)
             if n - n_data > 0:  # source states shaped like the data they stand beside (graphs: node masks)
-                x0 = self.domain.sample_source(generator=self.data_gen, like=x_data[n_data:])
+                x0 = self.domain.sample_source(generator=self.data_gen, like=tree.index(x_data, slice(n_data, n)))
                 run = sampler_for(cfg, t_start=0.0, t_end=cfg.num_langevin_steps * cfg.step_size, method="euler")
                 parts.append(run.run(self.field, x0, generator=self.noise_gen, trace=False,
                                      check_every=cfg.num_langevin_steps).samples)
         finally:
             pot.train(was_training)
-        return torch.cat(parts).detach()
+        return tree.detach(tree.cat(parts))
 
     def _last_good(self) -> str:
         if self.last_checkpoint is not None:
@@ -277,7 +279,7 @@ class Trainer:
         if phase == 2 and self.ema is not None and cfg.ema_decay_phase2 is not None:
             self._ema_decay = cfg.ema_decay_phase2
         b = cfg.batch_size
-        x1 = self.domain.sample_data(b, generator=self.data_gen).to(self.device)
+        x1 = tree.to(self.domain.sample_data(b, generator=self.data_gen), self.device)
         x0 = self.domain.sample_source(generator=self.data_gen, like=x1)  # paired with x1 by the coupling
         t_ot = time.perf_counter()
         x0, x1 = self.coupling.pair(x0, x1, generator=self.data_gen)
@@ -287,7 +289,7 @@ class Trainer:
         x_data = x_neg = None
         use_cd = phase == 2 and cfg.lambda_cd > 0
         if use_cd:
-            x_data = self.domain.sample_data(b, generator=self.data_gen).to(self.device)
+            x_data = tree.to(self.domain.sample_data(b, generator=self.data_gen), self.device)
             x_neg = self.negatives(x_data)
         out = energy_matching_loss(
             self.train_potential, path, x_data, x_neg,
@@ -333,7 +335,7 @@ class Trainer:
         """Draws ``n`` samples from the (EMA) model with the config's sampler."""
         gen = generator or torch.Generator(self.device).manual_seed(self.cfg.seed + 12345 + self.step)
         src_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)))
-        x0 = self.domain.sample_source(n, generator=src_gen).to(self.device)
+        x0 = tree.to(self.domain.sample_source(n, generator=src_gen), self.device)
         pot = self.sampling_potential()
         field = compile_field(pot, self.domain.space)
         return sampler_for(self.cfg, t_end=t_end).run(field, x0, generator=gen, record_every=record_every)
@@ -345,7 +347,7 @@ class Trainer:
         the test split, or a fixed-seed draw no training stream uses), never training data.
         """
         result = self.sample(self.cfg.eval_samples)
-        metrics = self.domain.metrics(result.samples.detach().cpu())
+        metrics = self.domain.metrics(tree.to(tree.detach(result.samples), "cpu"))
         self.eval_metrics = {k: float(v) for k, v in metrics.items()}
         return self.eval_metrics
 

@@ -163,3 +163,48 @@ def test_nan_inputs_are_refused():
 def test_sinkhorn_reg_must_be_positive():
     with pytest.raises(ValueError, match="reg"):
         Sinkhorn(reg=0.0)
+
+
+# --- pytree states (graphs): pairs only within equal structure -------------------------------
+def _graph_batches(seed: int, b: int = 24):
+    from graph_helpers import graph_space, random_graphs
+
+    g = torch.Generator().manual_seed(seed)
+    x1 = random_graphs(b, g, dtype=torch.float64)
+    x0 = graph_space().noise(None, generator=g, like=x1)
+    return x0, x1
+
+
+@pytest.mark.parametrize("coupling", [ExactOT(), Sinkhorn(reg=0.05), Independent()])
+def test_pytree_pairs_share_their_node_masks(coupling):
+    x0, x1 = _graph_batches(0)
+    a, b = coupling.pair(x0, x1, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a["mask"], b["mask"])  # never a 3-node graph paired with 4-node noise
+    # Every data graph and every noise state is used once (exact OT and independent pairing).
+    if not isinstance(coupling, Sinkhorn):
+        assert sorted(b["adj"].sum((1, 2)).tolist()) == sorted(x1["adj"].sum((1, 2)).tolist())
+
+
+def test_pytree_exact_ot_is_optimal_within_each_size():
+    """Brute force within each group of equal masks: OT's pairing has the least cost."""
+    x0, x1 = _graph_batches(3, b=12)
+    a, b = ExactOT().pair(x0, x1, generator=torch.Generator().manual_seed(0))
+    cost = lambda u, v: float(((u["x"] - v["x"]) ** 2).sum() + ((u["adj"] - v["adj"]) ** 2).sum())  # noqa: E731
+    from energyflow import tree
+
+    total = cost(a, b)
+    best = 0.0
+    for key in {tuple(m.tolist()) for m in x1["mask"]}:
+        i = [k for k in range(12) if tuple(x0["mask"][k].tolist()) == key]
+        j = [k for k in range(12) if tuple(x1["mask"][k].tolist()) == key]
+        s0, s1 = tree.index(x0, torch.tensor(i)), tree.index(x1, torch.tensor(j))
+        best += min(cost(s0, tree.index(s1, torch.tensor(p))) for p in itertools.permutations(range(len(j))))
+    assert total == pytest.approx(best, rel=1e-9)
+
+
+def test_pytree_source_with_other_masks_is_refused():
+    x0, x1 = _graph_batches(0)
+    assert not bool(x1["mask"].all())  # the data has graphs of fewer than 4 nodes
+    x0 = {**x0, "mask": torch.ones_like(x0["mask"])}  # noise for 4-node graphs only
+    with pytest.raises(ValueError, match="sample_source\\(like=x1\\)"):
+        ExactOT().pair(x0, x1)
