@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import attrs
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -297,17 +296,17 @@ def _check_t_end(t_end: Optional[float]) -> None:
 def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, device: str, record_every=None):
     import torch
 
+    from energyflow import tree
     from energyflow.field import compile as compile_field
-    from energyflow.registry import SAMPLERS
     from energyflow.training.build import resolve_device
-    from energyflow.training.run import load_potential, sampler_for
+    from energyflow.training.run import load_potential, run_sampler, sampler_for
 
     if n <= 0:
         raise InvalidValueError(f"--n must be positive, got {n}")
     _check_t_end(t_end)
-    sampler_cls = SAMPLERS.get(sampler)
     dev = resolve_device(device)
     potential, cfg, domain = load_potential(run, device=device)
+    chosen, refines = run_sampler(cfg, sampler, t_end)  # refuses an unknown name before any work
     t_end = t_end if t_end is not None else cfg.sample_t_end
     em = sampler_for(cfg, t_end=t_end)
     if em.steps > MAX_SAMPLER_STEPS:
@@ -317,17 +316,10 @@ def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, de
         )
     field = compile_field(potential, domain.space)
     gen = torch.Generator(dev).manual_seed(seed)
-    x0 = domain.sample_source(n, generator=torch.Generator().manual_seed(seed)).to(dev)
-    if sampler == "langevin":
-        return em.run(field, x0, generator=gen, record_every=record_every), potential, cfg, domain
-    if sampler == "flow":
-        flow = sampler_cls(step_size=cfg.step_size, t_end=t_end, method=cfg.sample_method, temperature=0.0)
-        return flow.run(field, x0, generator=gen, record_every=record_every), potential, cfg, domain
-    # Metropolis samplers refine the Energy Matching sampler's output at eps_max.
-    start = em.run(field, x0, generator=gen).samples
-    fields = {a.name for a in attrs.fields(sampler_cls)}
-    kwargs = {k: v for k, v in dict(step_size=cfg.step_size, temperature=max(cfg.eps_max, 1e-6), num_steps=100).items() if k in fields}
-    return sampler_cls(**kwargs).run(field, start, generator=gen, record_every=record_every), potential, cfg, domain
+    x0 = tree.to(domain.sample_source(n, generator=torch.Generator().manual_seed(seed)), dev)
+    if refines:  # Metropolis samplers refine the Energy Matching sampler's output at eps_max
+        x0 = em.run(field, x0, generator=gen).samples
+    return chosen.run(field, x0, generator=gen, record_every=record_every), potential, cfg, domain
 
 
 @app.command()

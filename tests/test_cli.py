@@ -51,6 +51,10 @@ def test_sample_writes_a_safe_tensor_and_a_plot(run, tmp_path):
     flow = tmp_path / "flow.pt"
     assert invoke("sample", run, "--n", "50", "--out", flow, "--sampler", "flow", "--no-plot").exit_code == 0
     assert not torch.equal(torch.load(flow, weights_only=True), x)
+    # MALA refines the Energy Matching samples at eps_max with an adapted step size.
+    mala = tmp_path / "mala.pt"
+    assert invoke("sample", run, "--n", "50", "--out", mala, "--sampler", "mala", "--no-plot").exit_code == 0
+    assert torch.isfinite(torch.load(mala, weights_only=True)).all()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files
 
 

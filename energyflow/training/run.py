@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow.domains.base import Domain, PlotUnavailableError
+from energyflow.errors import InvalidValueError
 from energyflow.energies.potential import Potential
 from energyflow.samplers.base import SampleResult
 from energyflow.samplers.langevin import Langevin
@@ -43,7 +44,7 @@ from energyflow.training.build import build_domain, build_network, resolve_devic
 from energyflow.training.checkpoint import CheckpointError, load_checkpoint
 from energyflow.training.config import ConfigError, TrainConfig
 
-__all__ = ["load_potential", "plot_run", "read_metrics", "sampler_for"]
+__all__ = ["RUN_SAMPLERS", "load_potential", "plot_run", "read_metrics", "run_sampler", "sampler_for"]
 
 
 def sampler_for(cfg: TrainConfig, *, t_end: float | None = None, method: str | None = None,
@@ -64,6 +65,74 @@ def sampler_for(cfg: TrainConfig, *, t_end: float | None = None, method: str | N
         schedule=EnergyMatchingSchedule(cfg.tau_star, cfg.eps_max),
         method=method or cfg.sample_method,
     )
+
+
+#: Iterations the Metropolis refinements of ``energyflow sample --sampler ...`` run
+#: (warm-up adapting the step size, then sampling at eps_max).
+REFINE_WARMUP, REFINE_STEPS = 100, 100
+
+
+def _langevin(cfg: TrainConfig, t_end: float) -> tuple[Any, bool]:
+    return sampler_for(cfg, t_end=t_end), False
+
+
+def _flow(cfg: TrainConfig, t_end: float) -> tuple[Any, bool]:
+    from energyflow.samplers.flow import GradientFlow
+
+    return GradientFlow(step_size=cfg.step_size, t_end=t_end, method=cfg.sample_method, temperature=0.0), False
+
+
+def _temperature(cfg: TrainConfig) -> float:
+    return max(cfg.eps_max, 1e-6)
+
+
+def _mala(cfg: TrainConfig, t_end: float) -> tuple[Any, bool]:
+    from energyflow.samplers.mala import MALA
+
+    return MALA(step_size=cfg.step_size, temperature=_temperature(cfg), num_warmup=REFINE_WARMUP,
+                num_steps=REFINE_STEPS), True
+
+
+def _hmc(cfg: TrainConfig, t_end: float) -> tuple[Any, bool]:
+    from energyflow.samplers.hmc import HMC
+
+    return HMC(step_size=cfg.step_size, temperature=_temperature(cfg), num_warmup=REFINE_WARMUP,
+               num_steps=REFINE_STEPS), True
+
+
+def _nuts(cfg: TrainConfig, t_end: float) -> tuple[Any, bool]:
+    from energyflow.samplers.pyro_nuts import PyroNUTS
+
+    return PyroNUTS(temperature=_temperature(cfg), num_samples=REFINE_STEPS, warmup_steps=REFINE_WARMUP), True
+
+
+#: How a trained run samples with each sampler name: ``name -> recipe(cfg, t_end) ->
+#: (sampler, refines)``. Langevin and the gradient flow transport noise to data over
+#: ``[0, t_end]``; the Metropolis samplers (``refines``) start from the Energy Matching
+#: sampler's output and sample ``exp(-V / eps_max)`` exactly, adapting their step size.
+RUN_SAMPLERS: dict[str, Callable[[TrainConfig, float], tuple[Any, bool]]] = {
+    "langevin": _langevin, "flow": _flow, "mala": _mala, "hmc": _hmc, "nuts": _nuts,
+}
+
+
+def run_sampler(cfg: TrainConfig, name: str, t_end: float | None = None) -> tuple[Any, bool]:
+    """The sampler a trained run uses for ``name`` (see :data:`RUN_SAMPLERS`).
+
+    Returns:
+        tuple: the sampler and whether it refines the Energy Matching sampler's output.
+
+    Raises:
+        InvalidValueError: an unknown name (the message lists the known ones).
+
+    Example:
+        >>> from energyflow.training.config import resolve_config
+        >>> sampler, refines = run_sampler(resolve_config("toy"), "mala")
+        >>> type(sampler).__name__, refines, sampler.num_warmup
+        ('MALA', True, 100)
+    """
+    if name not in RUN_SAMPLERS:
+        raise InvalidValueError(f"unknown sampler {name!r}; choose one of: {', '.join(RUN_SAMPLERS)}")
+    return RUN_SAMPLERS[name](cfg, t_end if t_end is not None else cfg.sample_t_end)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
