@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["sampler_overhead.py", "train_speed.py", "train_quality.py", "checkerboard_gap.py", "digits_quality.py",
-           "digits_inverse.py"]
+           "digits_inverse.py", "sampler_efficiency.py"]
 
 
 def main(argv: list[str] | None = None) -> int:

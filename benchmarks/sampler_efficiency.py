@@ -1,0 +1,488 @@
+"""Sampler efficiency: effective samples per second and per gradient evaluation of
+energyflow's adapted HMC and MALA (256 chains in one batch) against Pyro's NUTS on the
+same potentials (issue 9). The issue's goal: energyflow >= 10x Pyro's NUTS in ESS per
+second with 256 parallel chains.
+
+Models (unconstrained, float64; the target is exp(-U(x)), one ``ef.Energy`` module per
+model used by both libraries):
+
+- ``gaussian100``: 100-D Gaussian, zero mean, diagonal covariance with standard
+  deviations ``logspace(0, 1.5, 100)`` (1 ... 31.6, condition number 1000);
+- ``eight_schools``: non-centred eight schools, state ``(mu, log tau, theta_tilde[8])``
+  (10-D): mu ~ N(0, 5), tau ~ HalfCauchy(5), theta_tilde ~ N(0, 1),
+  y ~ N(mu + tau theta_tilde, sigma), plus the log-Jacobian ``log tau`` of tau = exp(.);
+- ``logistic``: Bayesian logistic regression on scikit-learn's breast cancer data
+  (569 x 30, features standardised, plus an intercept: 31-D), prior N(0, 1) on every
+  coefficient (intercept included).
+
+Methods:
+
+- energyflow ``HMC``: 256 chains in one batch, ``mass_matrix="diag"``, Stan-style
+  windowed warm-up, dual averaging to 0.8, ``num_leapfrog`` per model (``LEAPFROG``,
+  jitter 0.2 per chain: every iteration costs the largest of the 256 counts, about
+  1.2 x ``num_leapfrog`` gradient evaluations). The counts (5, 5, 20) were picked with
+  ``--pilot`` (energyflow HMC alone, L in 5/10/20/40, 500 warm-up + 200 draws, pilot
+  seed 99, by min-ESS per gradient evaluation), not by the comparison with NUTS;
+- energyflow ``MALA``: 256 chains, ``mass_matrix="diag"``, dual averaging to 0.574;
+- Pyro NUTS as a Pyro user runs it: ``NUTS(potential_fn=...)`` with Pyro's defaults
+  (adapted step size and diagonal mass matrix, target 0.8, max tree depth 10, no JIT)
+  in ``MCMC(kernel, num_samples, warmup_steps, initial_params={"x": x0})`` on ONE chain
+  of shape ``(D,)``; ``potential_fn`` is the same energy on ``x.unsqueeze(0)``. Pyro
+  differentiates ``potential_fn`` with autograd: each call with a gradient-carrying
+  input is one gradient evaluation (counted by a wrapper; calls without gradient are
+  counted separately). ``--nuts-chains`` chains (default 4) are run one after another
+  in the same process, as four separate ``MCMC`` runs, and pooled: their times and
+  gradients are summed.
+
+All chains start uniform on [-2, 2]^D (Stan's default initialisation).
+
+ESS is Pyro's estimator ``pyro.ops.stats.effective_sample_size(draws, chain_dim=0,
+sample_dim=1)`` on draws ``(chains, draws, D)`` for every method; reported: the minimum
+and the median over coordinates. ESS/s divides the minimum ESS by the wall time of the
+whole run (warm-up included), and also by the sampling phase alone. Gradient
+evaluations: for energyflow one evaluation is the batched gradient of all 256 chains
+(``SampleResult.num_grad_evals``, warm-up included); "per-chain gradients" multiplies by
+256. For NUTS both counts are the same (one chain per evaluation). Sanity checks: split
+R-hat (``pyro.ops.stats.split_gelman_rubin``) over the 256 chains (and over the NUTS
+chains), the pooled per-coordinate variance over the true variance on the Gaussian
+(should be ~1), and the largest |mean difference| / sd against NUTS's pooled draws on
+the other models.
+
+Timing: wall clock of the sampler's ``run`` only (ESS and checks are computed outside
+the timed region); the sampling-only time of an energyflow run starts at the first
+gradient evaluation after warm-up (timestamps recorded by the energy module), that of
+a NUTS run at Pyro's hook after the last warm-up iteration. Methods are run round-robin
+(``time_interleaved``'s order, rotated every repeat) with a different seed per repeat,
+and medians over ``--repeats`` (default 2, quick 1) are reported.
+
+Threads: ``--threads 1`` by default (not the suite's 2). The machine has two cores
+shared with other work (test runs); one thread per process keeps both libraries on one
+core, and NUTS's single chain could not use a second thread anyway (its tensors are
+tiny) while energyflow's batch of 256 could: this default does not flatter energyflow.
+
+Run:
+    .venv/bin/python benchmarks/sampler_efficiency.py             # full: 2 repeats (about 10-15 minutes)
+    .venv/bin/python benchmarks/sampler_efficiency.py --quick     # smoke run (about 1 minute)
+    .venv/bin/python benchmarks/sampler_efficiency.py --pilot --hmc-draws 200   # HMC num_leapfrog pilot only
+    .venv/bin/python benchmarks/sampler_efficiency.py --from-json benchmarks/results/sampler_efficiency.json
+        # re-derive the rates and re-print the tables of a saved result (no sampling)
+"""
+
+# ruff: noqa: B023  (the closures over loop variables are called within their own iteration)
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import base_parser, env_info, markdown_table, set_threads, time_interleaved, write_result
+else:  # imported as benchmarks.sampler_efficiency
+    from ._common import base_parser, env_info, markdown_table, set_threads, time_interleaved, write_result
+
+import torch
+import torch.nn.functional as F
+
+import energyflow as ef
+
+NAME = "sampler_efficiency"
+DTYPE = torch.float64
+CHAINS = 256
+MODELS = ("gaussian100", "eight_schools", "logistic")
+# Mean leapfrog steps per HMC iteration, chosen with --pilot (see the README).
+LEAPFROG = {"gaussian100": 5, "eight_schools": 5, "logistic": 20}
+GOAL = 10.0
+
+
+# --------------------------------------------------------------------------- models
+class Stamped:
+    """Records ``time.perf_counter()`` at every call whose input carries a gradient."""
+
+    stamps: list[float] | None = None
+
+    def _stamp(self, x: torch.Tensor) -> None:
+        if self.stamps is not None and x.requires_grad:
+            self.stamps.append(time.perf_counter())
+
+
+class Gaussian100(Stamped, ef.GaussianPotential):
+    """``ef.GaussianPotential`` with the gradient timestamps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._stamp(x)
+        return super().forward(x)
+
+
+class EightSchools(Stamped, ef.Energy):
+    """Non-centred eight schools on ``(mu, log tau, theta_tilde[8])``; (B, 10) -> (B,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("y", torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], dtype=DTYPE))
+        self.register_buffer("sigma", torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], dtype=DTYPE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._stamp(x)
+        D = torch.distributions
+        mu, log_tau, tt = x[:, 0], x[:, 1], x[:, 2:]
+        tau = torch.exp(log_tau)
+        zero, one = torch.zeros((), dtype=x.dtype), torch.ones((), dtype=x.dtype)
+        lp = D.Normal(zero, 5.0 * one, validate_args=False).log_prob(mu)
+        lp = lp + D.HalfCauchy(5.0 * one, validate_args=False).log_prob(tau) + log_tau  # + log |d tau / d log tau|
+        lp = lp + D.Normal(zero, one, validate_args=False).log_prob(tt).sum(-1)
+        theta = mu[:, None] + tau[:, None] * tt
+        lp = lp + D.Normal(theta, self.sigma, validate_args=False).log_prob(self.y).sum(-1)
+        return -lp
+
+
+class Logistic(Stamped, ef.Energy):
+    """Bayesian logistic regression, N(0, 1) prior on all 31 coefficients; (B, 31) -> (B,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sklearn.datasets import load_breast_cancer
+
+        data = load_breast_cancer()
+        X = torch.as_tensor(data.data, dtype=DTYPE)
+        X = (X - X.mean(0)) / X.std(0)
+        X = torch.cat([torch.ones(X.shape[0], 1, dtype=DTYPE), X], dim=1)  # intercept first
+        self.register_buffer("X", X)
+        self.register_buffer("yt", torch.as_tensor(data.target, dtype=DTYPE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._stamp(x)
+        eta = x @ self.X.T  # (B, 569)
+        nll = (F.softplus(eta) - self.yt * eta).sum(-1)  # -log Bernoulli(y | sigmoid(eta))
+        return nll + 0.5 * (x * x).sum(-1) + 0.5 * x.shape[-1] * math.log(2.0 * math.pi)
+
+
+def make_model(name: str) -> tuple[ef.Energy, int, torch.Tensor | None]:
+    """The energy module, its dimension and (Gaussian only) the true variances."""
+    if name == "gaussian100":
+        sd = torch.logspace(0, 1.5, 100, dtype=DTYPE)
+        return Gaussian100(torch.zeros(100, dtype=DTYPE), torch.diag(sd**2)), 100, sd**2
+    if name == "eight_schools":
+        return EightSchools(), 10, None
+    if name == "logistic":
+        return Logistic(), 31, None
+    raise ValueError(name)
+
+
+def init_points(n: int, dim: int, seed: int) -> torch.Tensor:
+    """Stan's default initialisation: uniform on [-2, 2]^dim."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, dim, generator=g, dtype=DTYPE) * 4.0 - 2.0)
+
+
+# --------------------------------------------------------------------------- runs
+def ef_run(kind: str, energy, field, dim: int, seed: int, warmup: int, draws: int, leapfrog: int) -> dict:
+    """One energyflow run of 256 chains; draws (chains, draws, D) and the counts."""
+    if kind == "HMC":
+        sampler = ef.HMC(step_size=0.1, num_leapfrog=leapfrog, num_steps=draws, num_warmup=warmup,
+                         mass_matrix="diag", target_accept=0.8, jitter=0.2)
+    else:
+        sampler = ef.MALA(step_size=0.1, num_steps=draws, num_warmup=warmup, mass_matrix="diag",
+                          target_accept=0.574)
+    x0 = init_points(CHAINS, dim, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    energy.stamps = []
+    t0 = time.perf_counter()
+    out = sampler.run(field, x0, generator=gen, record_every=1)
+    t1 = time.perf_counter()
+    stamps, energy.stamps = energy.stamps, None
+    evals, evals_warm = out.num_grad_evals, out.info["num_grad_evals_warmup"]
+    if len(stamps) == evals:  # every counted gradient stamped: the sampling phase starts at stamp evals_warm
+        t_sample = t1 - stamps[evals_warm]
+        split = "timestamp"
+    else:  # fall back: the batched gradient costs the same in both phases
+        t_sample = (t1 - t0) * (evals - evals_warm) / evals
+        split = f"proportional ({len(stamps)} stamps, {evals} evals)"
+    draws_t = out.trajectory[1:].permute(1, 0, 2).contiguous()  # (chains, draws, D)
+    return {
+        "draws": draws_t, "wall_s": t1 - t0, "sampling_s": t_sample, "split": split,
+        "grad_evals": evals, "grad_evals_warmup": evals_warm, "chains": CHAINS,
+        "per_chain_grads": evals * CHAINS, "acceptance": out.mean_acceptance,
+        "divergences": out.num_divergences, "step_size": float(out.info["step_size"]),
+        "warmup_acceptance": out.info.get("warmup_acceptance"),
+    }
+
+
+def nuts_run(energy, dim: int, seed: int, warmup: int, draws: int, chains: int) -> dict:
+    """``chains`` single-chain Pyro NUTS runs, one after another; draws pooled."""
+    import pyro
+    from pyro.infer.mcmc import MCMC, NUTS
+
+    all_draws, wall, samp, grads, grads_warm, calls, acc, div, steps = [], 0.0, 0.0, 0, 0, 0, [], 0, []
+    for c in range(chains):
+        x0 = init_points(1, dim, seed + 7919 * c)[0]
+        count = {"calls": 0, "grads": 0}
+
+        def potential_fn(params: dict) -> torch.Tensor:
+            x = params["x"]
+            count["calls"] += 1
+            if x.requires_grad:  # Pyro will differentiate this call: one gradient evaluation
+                count["grads"] += 1
+            return energy(x.unsqueeze(0))[0]
+
+        marks: dict = {}
+
+        def hook(kernel, params, stage, i) -> None:
+            if stage == "Warmup" and i == warmup - 1:
+                marks["t"], marks["grads"] = time.perf_counter(), count["grads"]
+            elif stage == "Sample":
+                marks["accept"] = float(kernel._mean_accept_prob)  # reset by the kernel at the end
+
+        pyro.set_rng_seed(seed + 7919 * c + 1)
+        kernel = NUTS(potential_fn=potential_fn)  # Pyro's defaults: adapt step size + diagonal mass
+        mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params={"x": x0.clone()},
+                    disable_progbar=True, hook_fn=hook)
+        t0 = time.perf_counter()
+        mcmc.run()
+        t1 = time.perf_counter()
+        all_draws.append(mcmc.get_samples()["x"].detach())
+        wall += t1 - t0
+        samp += t1 - marks.get("t", t0)
+        grads += count["grads"]
+        grads_warm += marks.get("grads", 0)
+        calls += count["calls"]
+        acc.append(marks.get("accept", float("nan")))
+        div += len(mcmc.diagnostics().get("divergences", {}).get("chain 0", []))
+        steps.append(float(kernel.step_size))
+    return {
+        "draws": torch.stack(all_draws), "wall_s": wall, "sampling_s": samp, "split": "hook",
+        "grad_evals": grads, "grad_evals_warmup": grads_warm, "potential_calls": calls, "chains": chains,
+        "per_chain_grads": grads, "acceptance": statistics.fmean(acc), "divergences": div,
+        "step_size": statistics.median(steps), "warmup_acceptance": None,
+    }
+
+
+def analyse(run: dict, true_var: torch.Tensor | None) -> dict:
+    """ESS, R-hat and moment checks of one run (the draws are dropped)."""
+    from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+
+    d = run.pop("draws")
+    ess = effective_sample_size(d, chain_dim=0, sample_dim=1)
+    run["ess_min"], run["ess_median"] = float(ess.min()), float(ess.median())
+    run["rhat_max"] = float(split_gelman_rubin(d, 0, 1).max()) if d.shape[0] > 1 else None
+    pooled = d.reshape(-1, d.shape[-1])
+    run["mean"], run["sd"] = pooled.mean(0), pooled.std(0)
+    if true_var is not None:
+        r = pooled.var(0) / true_var
+        run["var_ratio"] = {"min": float(r.min()), "median": float(r.median()), "max": float(r.max())}
+    run["draws_per_chain"] = d.shape[1]
+    return derive(run)
+
+
+def derive(run: dict) -> dict:
+    """The rates of one run from its raw counts (also re-derives a saved JSON's runs)."""
+    per_chain = run["per_chain_grads"] / run["grad_evals"]  # 256 for a batched run, 1 for NUTS
+    grads_s = run["grad_evals"] - run["grad_evals_warmup"]
+    sequential = per_chain == 1 and run["chains"] > 1  # NUTS chains run one after another
+    run["ess_per_s"] = run["ess_min"] / run["wall_s"]
+    run["ess_per_s_sampling"] = run["ess_min"] / run["sampling_s"]
+    run["ess_per_grad"] = run["ess_min"] / run["grad_evals"]
+    run["ess_per_chain_grad"] = run["ess_min"] / run["per_chain_grads"]
+    run["ess_per_chain_grad_sampling"] = run["ess_min"] / (grads_s * per_chain)
+    # gradient evaluations per iteration of one chain (batched: of all chains at once)
+    run["grads_per_draw"] = grads_s / run["draws_per_chain"] / (run["chains"] if sequential else 1)
+    return run
+
+
+def med(runs: list[dict], key: str):
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+# --------------------------------------------------------------------------- pilot
+def pilot(args) -> None:
+    """energyflow HMC alone, a few num_leapfrog values, pilot seed 99: min-ESS per gradient."""
+    warmup, draws = (100, 100) if args.quick else (args.hmc_warmup, args.hmc_draws)
+    rows = []
+    for name in args.models:
+        energy, dim, true_var = make_model(name)
+        field = ef.compile(energy)
+        for L in (5, 10, 20, 40):
+            r = analyse(ef_run("HMC", energy, field, dim, 99, warmup, draws, L), true_var)
+            rows.append([name, L, r["wall_s"], r["ess_min"], r["ess_median"], r["grad_evals"], r["ess_per_grad"],
+                         r["ess_per_s"], r["acceptance"], r["step_size"], r["divergences"]])
+            print(rows[-1], flush=True)
+    print(f"\n## HMC num_leapfrog pilot ({warmup} warm-up + {draws} draws, 256 chains, seed 99)\n")
+    print(markdown_table(["model", "L", "wall s", "min ESS", "median ESS", "grad evals", "min ESS / grad eval",
+                          "min ESS / s", "accept", "step", "div"], rows))
+
+
+# --------------------------------------------------------------------------- main
+METHODS = ("energyflow HMC", "energyflow MALA", "Pyro NUTS")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = base_parser(__doc__.split("\n\n")[0])
+    parser.set_defaults(threads=1)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--hmc-warmup", type=int, default=None, help="HMC warm-up iterations (default 500)")
+    parser.add_argument("--hmc-draws", type=int, default=None, help="HMC draws per chain (default 500)")
+    parser.add_argument("--mala-warmup", type=int, default=None, help="MALA warm-up iterations (default 1000)")
+    parser.add_argument("--mala-draws", type=int, default=None, help="MALA draws per chain (default 1000)")
+    parser.add_argument("--nuts-warmup", type=int, default=None, help="NUTS warm-up iterations (default 500)")
+    parser.add_argument("--nuts-draws", type=int, default=None, help="NUTS draws per chain (default 500)")
+    parser.add_argument("--nuts-chains", type=int, default=None, help="sequential NUTS chains (default 4, quick 1)")
+    parser.add_argument("--pilot", action="store_true", help="only the HMC num_leapfrog pilot")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="re-derive the rates and re-print the tables of a saved result (no sampling)")
+    args = parser.parse_args(argv)
+    q = args.quick
+    args.hmc_warmup = args.hmc_warmup or (100 if q else 500)
+    args.hmc_draws = args.hmc_draws or (100 if q else 500)
+    args.mala_warmup = args.mala_warmup or (200 if q else 1000)
+    args.mala_draws = args.mala_draws or (200 if q else 1000)
+    args.nuts_warmup = args.nuts_warmup or (100 if q else 500)
+    args.nuts_draws = args.nuts_draws or (100 if q else 500)
+    args.nuts_chains = args.nuts_chains or (1 if q else 4)
+    repeats = args.repeats or (1 if q else 2)
+    set_threads(args.threads)
+    if args.pilot:
+        pilot(args)
+        return {}
+    if args.from_json is not None:
+        import json
+
+        saved = json.loads(args.from_json.read_text())
+        per = {"energyflow HMC": saved["config"]["hmc"][1], "energyflow MALA": saved["config"]["mala"][1],
+               "Pyro NUTS": saved["config"]["nuts"][1]}
+        for runs in saved["runs"].values():  # results written before draws_per_chain was stored
+            for m, rs in runs.items():
+                for r in rs:
+                    r.setdefault("draws_per_chain", per[m])
+        results = {n: {m: [derive(r) for r in rs] for m, rs in runs.items()} for n, runs in saved["runs"].items()}
+        meta = {k: saved[k] for k in ("quick", "repeats", "config", "total_s", "env")}
+        meta["env"]["rederived"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return report(results, meta, write=not args.no_json)
+
+    results: dict[str, dict[str, list[dict]]] = {}
+    t_start = time.perf_counter()
+    for name in args.models:
+        energy, dim, true_var = make_model(name)
+        field = ef.compile(energy)
+        L = LEAPFROG[name]
+        # untimed warm-up of every code path (allocations, lazy imports)
+        ef_run("HMC", energy, field, dim, 12345, 20, 5, L)
+        ef_run("MALA", energy, field, dim, 12345, 20, 5, L)
+        nuts_run(energy, dim, 12345, 10, 5, 1)
+        runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+
+        def make(method: str):
+            def fn() -> None:
+                r = len(runs[method])
+                seed = 1000 * (r + 1)
+                if method == "energyflow HMC":
+                    out = ef_run("HMC", energy, field, dim, seed, args.hmc_warmup, args.hmc_draws, L)
+                elif method == "energyflow MALA":
+                    out = ef_run("MALA", energy, field, dim, seed, args.mala_warmup, args.mala_draws, L)
+                else:
+                    out = nuts_run(energy, dim, seed, args.nuts_warmup, args.nuts_draws, args.nuts_chains)
+                out["seed"] = seed
+                runs[method].append(analyse(out, true_var))  # outside the run's own timer
+                print(f"  {name} {method} seed {seed}: {out['wall_s']:.1f} s, min ESS {out['ess_min']:.0f}",
+                      flush=True)
+            return fn
+
+        time_interleaved({m: make(m) for m in METHODS}, repeats=repeats, warmup=0)
+        # cross-check of the posterior means against NUTS's pooled draws
+        ref = runs["Pyro NUTS"]
+        for m in METHODS:
+            for i, r in enumerate(runs[m]):
+                ref_r = ref[i % len(ref)]
+                r["max_abs_mean_diff_over_sd_vs_nuts"] = float(((r["mean"] - ref_r["mean"]).abs() / ref_r["sd"]).max())
+        results[name] = runs
+    total_s = time.perf_counter() - t_start
+    for runs in results.values():
+        for rs in runs.values():
+            for r in rs:
+                r.pop("mean"), r.pop("sd")
+    env = env_info(torch.get_num_threads())
+    try:
+        import pyro
+        import sklearn
+        env.update({"pyro": pyro.__version__, "sklearn": sklearn.__version__})
+    except ImportError:
+        pass
+    meta = {"quick": q, "repeats": repeats, "total_s": total_s, "env": env,
+            "config": {"hmc": [args.hmc_warmup, args.hmc_draws], "mala": [args.mala_warmup, args.mala_draws],
+                       "nuts": [args.nuts_warmup, args.nuts_draws], "nuts_chains": args.nuts_chains}}
+    return report(results, meta, write=not args.no_json)
+
+
+def report(results: dict[str, dict[str, list[dict]]], meta: dict, write: bool = True) -> dict:
+    """Prints the tables of the runs' medians; writes the JSON."""
+    cfg_, repeats = meta["config"], meta["repeats"]
+    hw, hd = cfg_["hmc"]
+    mw, md = cfg_["mala"]
+    nw, nd = cfg_["nuts"]
+    threads = meta["env"]["torch_threads"]
+
+    # ---- tables
+    config = {
+        "energyflow HMC": f"256 chains, {hw}+{hd}, diag, L=%d",
+        "energyflow MALA": f"256 chains, {mw}+{md}, diag",
+        "Pyro NUTS": f"{cfg_['nuts_chains']} x 1 chain, {nw}+{nd}, diag",
+    }
+    print(f"\n## Sampler efficiency (float64, CPU, {threads} thread(s), torch {torch.__version__}; "
+          f"median of {repeats} repeat(s), methods interleaved)\n")
+    head = ["model", "method", "config", "wall s (total)", "wall s (sampling)", "min ESS", "median ESS",
+            "min ESS / s", "min ESS / s (sampling)", "grad evals", "per-chain grads", "min ESS / grad eval",
+            "min ESS / per-chain grad", "accept", "div", "step"]
+    rows, ratio_rows, check_rows, summary = [], [], [], {}
+    for name, runs in results.items():
+        summary[name] = {}
+        for m in METHODS:
+            rs = runs[m]
+            s = {k: med(rs, k) for k in ("wall_s", "sampling_s", "ess_min", "ess_median", "ess_per_s",
+                                         "ess_per_s_sampling", "grad_evals", "per_chain_grads", "ess_per_grad",
+                                         "ess_per_chain_grad", "ess_per_chain_grad_sampling", "acceptance", "divergences", "step_size",
+                                         "rhat_max", "grads_per_draw", "max_abs_mean_diff_over_sd_vs_nuts")}
+            if "var_ratio" in rs[0]:
+                s["var_ratio_min"] = med([r["var_ratio"] for r in rs], "min")
+                s["var_ratio_max"] = med([r["var_ratio"] for r in rs], "max")
+            summary[name][m] = s
+            cfg = config[m] % LEAPFROG[name] if "%d" in config[m] else config[m]
+            rows.append([name, m, cfg, s["wall_s"], s["sampling_s"], s["ess_min"], s["ess_median"], s["ess_per_s"],
+                         s["ess_per_s_sampling"], int(s["grad_evals"]), int(s["per_chain_grads"]), s["ess_per_grad"],
+                         s["ess_per_chain_grad"], s["acceptance"], s["divergences"], s["step_size"]])
+            vr = (f"{s['var_ratio_min']:.3f} .. {s['var_ratio_max']:.3f}" if "var_ratio_min" in s else "")
+            check_rows.append([name, m, "" if s["rhat_max"] is None else s["rhat_max"], vr,
+                               s["max_abs_mean_diff_over_sd_vs_nuts"], s["grads_per_draw"]])
+        nuts = summary[name]["Pyro NUTS"]
+        for m in METHODS[:2]:
+            e = summary[name][m]
+            r_tot = e["ess_per_s"] / nuts["ess_per_s"]
+            r_samp = e["ess_per_s_sampling"] / nuts["ess_per_s_sampling"]
+            r_grad = e["ess_per_chain_grad"] / nuts["ess_per_chain_grad"]
+            r_grad_s = e["ess_per_chain_grad_sampling"] / nuts["ess_per_chain_grad_sampling"]
+            e["ratio_vs_nuts"] = {"ess_per_s": r_tot, "ess_per_s_sampling": r_samp, "ess_per_chain_grad": r_grad,
+                                  "ess_per_chain_grad_sampling": r_grad_s}
+            ratio_rows.append([name, m, r_tot, r_samp, r_grad, r_grad_s, "yes" if r_tot >= GOAL else "NO"])
+    print(markdown_table(head, rows))
+    print("\n## energyflow / Pyro NUTS\n")
+    print(markdown_table(["model", "method", "ESS/s ratio (total)", "ESS/s ratio (sampling)",
+                          "ESS per per-chain gradient ratio (total)",
+                          "ESS per per-chain gradient ratio (sampling)", f">= {GOAL:g}x (total ESS/s)"], ratio_rows))
+    print("\n## Checks\n")
+    print(markdown_table(["model", "method", "max split R-hat", "var / true var (min .. max)",
+                          "max |mean - NUTS mean| / sd", "grad evals per iteration (sampling)"], check_rows))
+    print(f"\ntotal {meta['total_s']:.0f} s")
+
+    payload = {
+        "name": NAME, "quick": meta["quick"], "repeats": repeats, "chains": CHAINS, "leapfrog": LEAPFROG,
+        "config": cfg_, "goal_ess_per_s_ratio": GOAL, "summary": summary, "runs": results,
+        "total_s": meta["total_s"], "env": meta["env"],
+    }
+    if write:
+        print(f"wrote {write_result(NAME, payload)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
