@@ -6,12 +6,16 @@
   defaults ``gamma = 0.05, t0 = 10, kappa = 0.75, mu = log(10 h)``) on the acceptance
   probability averaged over chains, towards ``target_accept``; the final step size is
   the averaged iterate;
+* chains that stop moving (no acceptance over a stretch of warm-up while their
+  potential is worse than the median) are restarted from other chains' states at the
+  end of the initial buffer and of every slow window, and counted (see
+  :func:`stuck_chains`); after warm-up chains are never moved;
 * with ``mass_matrix="diag"`` or ``"dense"``, Stan's windows: a fast initial buffer
   (75 iterations), slow windows of 25, 50, 100, ... iterations (the last one stretched
   to the terminal buffer) and a fast terminal buffer (50); for fewer than 150 warm-up
   iterations the buffers are 15 % / 75 % / 10 %. At the end of each slow window the
   inverse mass matrix becomes the variance (or covariance) of the positions of **all
-  chains** over the window, shrunk towards ``1e-3`` as Stan does
+  chains** over the window (stuck chains excluded), shrunk towards ``1e-3`` as Stan does
   (``n / (n + 5) * var + 1e-3 * 5 / (n + 5)``, ``n`` the number of draws), and the step
   size search and dual averaging restart.
 
@@ -113,35 +117,73 @@ def windows(num_warmup: int, init_buffer: int = 75, term_buffer: int = 50, base_
 
 
 class Moments:
-    """Streaming mean and (co)variance of ``(B, D)`` draws in float64 (Chan's update)."""
+    """Streaming per-chain mean and (co)variance of draws ``(B, D)`` in float64 (Welford),
+    pooled over any subset of chains on demand (Chan's combination)."""
 
-    def __init__(self, dim: int, dense: bool, device: torch.device) -> None:
+    def __init__(self, chains: int, dim: int, dense: bool, device: torch.device) -> None:
         self.n = 0
-        self.mean = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.m2 = torch.zeros((dim, dim) if dense else (dim,), dtype=torch.float64, device=device)
+        self.mean = torch.zeros(chains, dim, dtype=torch.float64, device=device)
+        self.m2 = torch.zeros((chains, dim, dim) if dense else (chains, dim), dtype=torch.float64, device=device)
         self.dense = dense
 
     def add(self, x: Tensor) -> None:
+        """One draw per chain, ``(B, D)``."""
         x = x.to(torch.float64)
-        nb = x.shape[0]
-        mb = x.mean(0)
-        c = x - mb
-        m2b = c.T @ c if self.dense else (c * c).sum(0)
-        delta = mb - self.mean
-        n = self.n + nb
-        corr = torch.outer(delta, delta) if self.dense else delta * delta
-        self.m2 = self.m2 + m2b + corr * (self.n * nb / n)
-        self.mean = self.mean + delta * (nb / n)
-        self.n = n
+        self.n += 1
+        delta = x - self.mean
+        self.mean = self.mean + delta / self.n
+        after = x - self.mean
+        self.m2 = self.m2 + (delta.unsqueeze(2) * after.unsqueeze(1) if self.dense else delta * after)
 
-    def regularised(self) -> Tensor:
-        """Stan's shrunk estimate ``n/(n+5) var + 1e-3 * 5/(n+5)`` (identity for dense)."""
-        n = self.n
-        var = self.m2 / max(n - 1, 1)
+    def pooled(self, keep: Tensor | None = None) -> tuple[int, Tensor, Tensor]:
+        """``(number of draws, mean (D,), sum of squared deviations)`` over the kept chains."""
+        mean, m2 = (self.mean, self.m2) if keep is None else (self.mean[keep], self.m2[keep])
+        grand = mean.mean(0)
+        dev = mean - grand
+        spread = dev.T @ dev if self.dense else (dev * dev).sum(0)
+        return self.n * mean.shape[0], grand, m2.sum(0) + self.n * spread
+
+    def regularised(self, keep: Tensor | None = None) -> Tensor:
+        """Stan's shrunk estimate ``n/(n+5) var + 1e-3 * 5/(n+5)`` (times the identity for
+        dense) from the draws of the kept chains (all by default)."""
+        n, _, m2 = self.pooled(keep)
+        var = m2 / max(n - 1, 1)
         shrink = 1e-3 * 5.0 / (n + 5.0)
         if self.dense:
             return (n / (n + 5.0)) * var + shrink * torch.eye(var.shape[0], dtype=var.dtype, device=var.device)
         return (n / (n + 5.0)) * var + shrink
+
+
+def stuck_chains(acceptance: Tensor, potential: Tensor, threshold: float = 0.02) -> Tensor:
+    """Chains that have stopped moving: mean acceptance probability over the last stretch of
+    warm-up below ``threshold`` and a potential above the median (worse than half the chains).
+
+    With a step size shared by hundreds of chains, a chain started in a stiff or minor
+    region (a funnel's neck, a mixture's collapsed mode) rejects every proposal while the
+    average acceptance sits at its target; it would never reach the posterior.
+
+    Args:
+        acceptance (Tensor): per-chain mean acceptance probability, ``(B,)``.
+        potential (Tensor): per-chain ``-log pi``, ``(B,)``.
+
+    Returns:
+        Tensor: bool ``(B,)``.
+    """
+    finite = torch.isfinite(potential)
+    median = potential[finite].median() if bool(finite.any()) else potential.new_tensor(0.0)
+    return (acceptance < threshold) & (~finite | (potential > median))
+
+
+def restart(state: State, stuck: Tensor, generator: torch.Generator | None) -> State:
+    """Moves each stuck chain onto the state of a chain drawn uniformly from the others."""
+    good = (~stuck).nonzero().flatten()
+    device = generator.device if generator is not None else good.device
+    pick = good[torch.randint(0, good.numel(), (int(stuck.sum()),), generator=generator, device=device).to(good.device)]
+    index = torch.arange(stuck.shape[0], device=stuck.device)
+    index[stuck] = pick
+    donor = State(tree.index(state.position, index), state.potential[index], tree.index(state.grad, index),
+                  {k: tree.index(v, index) for k, v in state.aux.items()})
+    return donor
 
 
 KernelFactory = Callable[[float, Metric], Callable[[State, "torch.Generator | None"], "tuple[State, Info]"]]
@@ -186,6 +228,8 @@ class Adapted:
         metric (Metric): the adapted metric (identity unless a mass matrix was adapted).
         stats (Stats): per-chain warm-up statistics.
         step_size_trace (list[float]): the step size used at every warm-up iteration.
+        num_restarted (int): chains found stuck during warm-up and moved onto other
+            chains' states (see :func:`stuck_chains`).
     """
 
     state: State
@@ -193,6 +237,7 @@ class Adapted:
     metric: Metric
     stats: Stats
     step_size_trace: list[float]
+    num_restarted: int = 0
 
 
 def window_adaptation(
@@ -239,30 +284,46 @@ def window_adaptation(
     if adapt_step_size:
         step_size = find_step_size(make_step, state, step_size, metric, generator, target_accept)
     da = DualAveraging.start(step_size)
-    first, ends = windows(num_warmup) if mass_matrix is not None else (num_warmup, [])
+    first, ends = windows(num_warmup)
+    # Chains are checked for being stuck at the end of the initial buffer and of every
+    # slow window (warm-up draws are discarded, so moving a chain there is harmless).
+    checks = set(ends) | ({first} if 0 < first < num_warmup else set())
+    adapt_mass = mass_matrix is not None and bool(ends)
     moments = None
+    chains = state.potential.shape[0]
     dim = state.position[0].numel() if isinstance(state.position, Tensor) else 0
+    since = torch.zeros_like(state.potential)
+    count, restarted = 0, 0
     for i in range(num_warmup):
         h = da.step_size if adapt_step_size else step_size
         state, info = make_step(h, metric)(state, generator)
         stats.add(info)
         trace.append(h)
+        since = since + info.acceptance_prob
+        count += 1
         if adapt_step_size:
             da = da.update(float(info.acceptance_prob.mean()), target_accept)
-        if ends and i >= first and i < ends[-1]:
+        if adapt_mass and first <= i < ends[-1]:
             if moments is None:
-                moments = Moments(dim, mass_matrix == "dense", state.potential.device)
+                moments = Moments(chains, dim, mass_matrix == "dense", state.potential.device)
             moments.add(tree.ravel(state.position))
-            if i + 1 in ends:
-                inv = moments.regularised().to(state.potential.dtype)
-                metric = (DenseMetric(inv) if mass_matrix == "dense"
-                          else DiagonalMetric(inv.reshape(state.position.shape[1:])))
-                moments = None
-                if adapt_step_size:
-                    h = find_step_size(make_step, state, da.step_size, metric, generator, target_accept)
-                    da = DualAveraging.start(h)
+        if i + 1 not in checks:
+            continue
+        stuck = stuck_chains(since / count, state.potential) if chains > 1 else torch.zeros(chains, dtype=torch.bool)
+        since, count = torch.zeros_like(since), 0
+        if adapt_mass and moments is not None and i + 1 in ends:
+            inv = moments.regularised(keep=None if bool(stuck.all()) else ~stuck).to(state.potential.dtype)
+            metric = (DenseMetric(inv) if mass_matrix == "dense"
+                      else DiagonalMetric(inv.reshape(state.position.shape[1:])))
+            moments = None
+        if bool(stuck.any()) and not bool(stuck.all()):
+            state = restart(state, stuck, generator)
+            restarted += int(stuck.sum())
+        if adapt_step_size and i + 1 in ends:
+            h = find_step_size(make_step, state, da.step_size, metric, generator, target_accept)
+            da = DualAveraging.start(h)
     final = da.final_step_size if adapt_step_size else step_size
-    return Adapted(state, final, metric, stats, trace)
+    return Adapted(state, final, metric, stats, trace, restarted)
 
 
 def describe_metric(metric: Metric) -> Tensor | float:

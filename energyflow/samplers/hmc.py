@@ -203,5 +203,6 @@ class HMC:
                 "accept_fraction": stats.accepted / max(stats.iterations, 1)}
         if self.num_warmup:
             info["warmup_acceptance"] = float(warm.stats.mean_acceptance().mean())
+            info["num_restarted"] = warm.num_restarted
             info["warmup_step_sizes"] = list(warm.step_size_trace)
         return K.result(state, stats, rec, temperature=T, num_grad_evals=field.num_grad_evals - evals0, info=info)

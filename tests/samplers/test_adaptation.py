@@ -19,7 +19,7 @@ import energyflow as ef
 from energyflow.errors import InvalidValueError
 from energyflow.samplers import hmc
 from energyflow.samplers import kernel as K
-from energyflow.samplers.adaptation import DualAveraging, Moments, windows
+from energyflow.samplers.adaptation import DualAveraging, Moments, stuck_chains, windows
 
 F64 = torch.float64
 
@@ -53,17 +53,27 @@ def test_dual_averaging_finds_the_target_of_a_known_acceptance_curve():
 @pytest.mark.parametrize("dense", [False, True])
 def test_moments_match_the_pooled_sample_estimate(dense):
     g = torch.Generator().manual_seed(0)
-    batches = [torch.randn(n, 3, generator=g, dtype=F64) * torch.tensor([1.0, 2.0, 3.0], dtype=F64) + 5.0
-               for n in (7, 1, 30)]
-    m = Moments(3, dense, torch.device("cpu"))
-    for b in batches:
-        m.add(b)
-    pooled = torch.cat(batches)
-    n = pooled.shape[0]
-    expected = torch.cov(pooled.T) if dense else pooled.var(0)
-    shrunk = n / (n + 5.0) * expected + 1e-3 * 5.0 / (n + 5.0) * (torch.eye(3, dtype=F64) if dense else 1.0)
-    assert torch.allclose(m.mean, pooled.mean(0), atol=1e-12)
-    assert torch.allclose(m.regularised(), shrunk, atol=1e-12)
+    draws = torch.randn(9, 5, 3, generator=g, dtype=F64) * torch.tensor([1.0, 2.0, 3.0], dtype=F64) + 5.0  # (T, B, D)
+    m = Moments(5, 3, dense, torch.device("cpu"))
+    for x in draws:
+        m.add(x)
+    keep = torch.tensor([True, False, True, True, False])
+    for mask in (None, keep):
+        pooled = (draws if mask is None else draws[:, mask]).reshape(-1, 3)
+        n = pooled.shape[0]
+        expected = torch.cov(pooled.T) if dense else pooled.var(0)
+        shrunk = n / (n + 5.0) * expected + 1e-3 * 5.0 / (n + 5.0) * (torch.eye(3, dtype=F64) if dense else 1.0)
+        assert m.pooled(mask)[0] == n
+        assert torch.allclose(m.pooled(mask)[1], pooled.mean(0), atol=1e-12)
+        assert torch.allclose(m.regularised(mask), shrunk, atol=1e-12)
+
+
+def test_stuck_chains_are_the_ones_that_neither_move_nor_fit():
+    acc = torch.tensor([0.6, 0.0, 0.0, 0.5, 0.01])
+    phi = torch.tensor([1.0, 50.0, 0.5, 2.0, float("inf")])
+    # chain 1: no moves and far worse than the median; chain 2: no moves but at the mode
+    # (a converged chain that happens to reject is not stuck); chain 4: non-finite.
+    assert stuck_chains(acc, phi).tolist() == [False, True, False, False, True]
 
 
 def test_per_chain_leapfrog_counts_stop_each_chain_at_its_own_count():
