@@ -33,6 +33,9 @@ _EXPORTS = {
     "DoubleWell": "energyflow.energies.potential",
     "observe": "energyflow.energies.observe",
     "Observation": "energyflow.energies.observe",
+    "model": "energyflow.energies.model",
+    "Model": "energyflow.energies.model",
+    "Boltzmann": "energyflow.energies.model",
     "Prior": "energyflow.energies.priors",
     "BoxPrior": "energyflow.energies.priors",
     "TotalVariation": "energyflow.energies.priors",
@@ -45,6 +48,8 @@ _EXPORTS = {
     "Euclidean": "energyflow.spaces",
     "SymmetricMasked": "energyflow.spaces",
     "ZeroCenterOfMass": "energyflow.spaces",
+    "NodeMasked": "energyflow.spaces",
+    "ProductSpace": "energyflow.spaces",
     "EnergyMatchingSchedule": "energyflow.schedule",
     "ConstantSchedule": "energyflow.schedule",
     # samplers
@@ -58,7 +63,7 @@ _EXPORTS = {
     "DivergenceError": "energyflow.samplers.base",
 }
 
-_SUBMODULES = {"energies", "samplers", "training", "domains", "likelihood", "plotting", "metrics", "cli", "registry", "field", "spaces", "schedule", "inverse"}
+_SUBMODULES = {"energies", "samplers", "training", "domains", "likelihood", "plotting", "metrics", "cli", "registry", "field", "spaces", "schedule", "inverse", "tree"}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
