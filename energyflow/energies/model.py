@@ -105,6 +105,8 @@ class Model(Energy):
 
     Attributes:
         layout (dict[str, Site]): the latent sites in the order they are sampled.
+        deterministic (dict[str, tuple[int, ...]]): ``pyro.deterministic`` sites and the
+            shape of their value for one parameter set.
         dim (int): D, the length of the unconstrained state.
         max_plate_nesting (int): the model's plate depth (the chain plate sits left of it).
 
@@ -120,22 +122,25 @@ class Model(Energy):
             raise InvalidTypeError(f"model() needs a Pyro model (a function), got {type(fn).__name__}")
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self._label = f"model({getattr(fn, '__name__', 'fn')})"
-        self.layout, self.max_plate_nesting = self._discover()
+        self.layout, self.max_plate_nesting, self.deterministic = self._discover()
         self.dim = sum(s.size for s in self.layout.values())
         if self.dim == 0:
             raise ModelError(f"{self._label}: the model has no latent sites; use ef.observe for a likelihood alone")
 
     # --- structure ---------------------------------------------------------------------------
-    def _discover(self) -> tuple[dict[str, Site], int]:
+    def _discover(self) -> tuple[dict[str, Site], int, dict[str, tuple[int, ...]]]:
         """One trace at a feasible point (no random draws) gives the sites and their shapes."""
         with torch.no_grad(), InitMessenger(self._feasible):
             trace = poutine.trace(self.fn).get_trace(*self.args, **self.kwargs)
         nesting = 0
         layout: dict[str, Site] = {}
+        deterministic: dict[str, tuple[int, ...]] = {}
         offset = 0
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
+            if site["infer"].get("_deterministic"):
+                deterministic[name] = tuple(site["value"].shape)
             for frame in site["cond_indep_stack"]:
                 if frame.vectorized:
                     nesting = max(nesting, -frame.dim)
@@ -159,7 +164,7 @@ class Model(Energy):
             size = math.prod(ushape)
             layout[name] = Site(name, offset, size, ushape, shape, len(d.batch_shape), d.support)
             offset += size
-        return layout, nesting
+        return layout, nesting, deterministic
 
     def _feasible(self, site: dict) -> Tensor:
         """A point of a latent site's support without drawing from it: the image of 0."""
@@ -259,9 +264,11 @@ class Model(Energy):
             if name in self.layout:
                 out[name] = values[name].detach().reshape(x.shape[0], *self.layout[name].shape)
             elif site["infer"].get("_deterministic"):
-                v = site["value"].detach()
-                out[name] = v.reshape(x.shape[0], *v.shape[self.max_plate_nesting + 1:]) if v.dim() > self.max_plate_nesting \
-                    else v.expand(x.shape[0])
+                v, shape = site["value"].detach(), self.deterministic.get(name, ())
+                # Under the chain plate a deterministic value is (B, 1.., *shape), or has no
+                # chain dimension when it does not depend on the latents.
+                out[name] = (v.reshape(x.shape[0], *shape) if v.numel() == x.shape[0] * math.prod(shape)
+                             else v.reshape(shape).expand(x.shape[0], *shape))
         return out
 
     def unconstrain(self, values: dict[str, Tensor | float]) -> Tensor:

@@ -287,3 +287,20 @@ def test_a_learned_potential_as_a_prior_site():
         assert torch.allclose(ef.compile(m).energy(x, eps), V(c["z"]) - eps * rest)
     with pytest.raises(ValueError, match="prior"):
         m.init(3, strategy="prior")  # a learned potential cannot be drawn from
+
+
+def test_deterministic_sites_inside_plates_and_outside_the_latents():
+    def noncentred(y, sigma):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("schools", len(y)):
+            eta = pyro.sample("eta", dist.Normal(0.0, 1.0))
+            theta = pyro.deterministic("theta", mu + tau * eta)
+            pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+        pyro.deterministic("n_schools", torch.tensor(float(len(y))))
+
+    m = ef.model(noncentred, Y, SIGMA)
+    c = m.constrain(m.init(6, torch.Generator().manual_seed(0)))
+    assert c["theta"].shape == (6, 8) and c["n_schools"].shape == (6,)
+    assert torch.allclose(c["theta"], c["mu"][:, None] + c["tau"][:, None] * c["eta"])
+    assert bool((c["n_schools"] == 8).all())
