@@ -59,28 +59,36 @@ class Observation(Energy):
 
     def forward(self, x: Tensor) -> Tensor:
         from pyro import poutine
+        from pyro.poutine.util import site_is_subsample
 
         trace = poutine.trace(self.fn).get_trace(x)
         total: Tensor | None = None
         batch = x.shape[0]
         for site in trace.nodes.values():
-            if site["type"] != "sample":
+            if site["type"] != "sample" or site_is_subsample(site):  # a pyro.plate's own site
                 continue
             if not site["is_observed"]:
                 raise ObservationError(
                     f"{self.name}: site {site['name']!r} is not observed; an observation model "
-                    "may only sample observed sites (pass obs=...)"
+                    "may only sample observed sites (pass obs=...); for latent sites use ef.model"
                 )
-            _check_observed_shape(self.name, site["name"], site["fn"], site["value"])
+            plates = [f for f in site["cond_indep_stack"] if f.vectorized]
+            if not plates:
+                _check_observed_shape(self.name, site["name"], site["fn"], site["value"])
             lp = site["fn"].log_prob(site["value"])
             if site.get("mask") is not None:
                 lp = lp * site["mask"]
             scale = site.get("scale", 1.0)
+            if plates and lp.dim() > 1 and lp.shape[0] == batch:
+                # Inside pyro.plate the data dimensions are batch dimensions of the site:
+                # sum them, keeping one value per sample (the leading dimension).
+                lp = lp.reshape(batch, -1).sum(1)
             if lp.shape != (batch,):
                 raise ObservationError(
                     f"{self.name}: site {site['name']!r} has log-prob of shape {tuple(lp.shape)}, "
                     f"expected ({batch},), one value per sample. Declare the observation's "
-                    f"dimensions as events, e.g. dist.Normal(...).to_event({max(lp.dim() - 1, 1)})"
+                    f"dimensions as events, e.g. dist.Normal(...).to_event({max(lp.dim() - 1, 1)}), "
+                    "or put them in a pyro.plate to the right of the sample dimension"
                 )
             lp = lp * scale
             total = lp if total is None else total + lp

@@ -304,3 +304,15 @@ def test_deterministic_sites_inside_plates_and_outside_the_latents():
     assert c["theta"].shape == (6, 8) and c["n_schools"].shape == (6,)
     assert torch.allclose(c["theta"], c["mu"][:, None] + c["tau"][:, None] * c["eta"])
     assert bool((c["n_schools"] == 8).all())
+
+
+def test_poutine_handlers_act_as_in_pyro():
+    from pyro import poutine
+
+    fn, args, _ = beta_binomial()
+    m, scaled = ef.model(fn, *args), ef.model(poutine.scale(fn, scale=2.0), *args)
+    masked = ef.model(poutine.mask(fn, mask=torch.tensor(False)), *args)
+    x = m.init(5, torch.Generator().manual_seed(0))
+    log_p = m.log_joint(x, include_jacobian=False)[0]
+    assert torch.allclose(scaled.log_joint(x, include_jacobian=False)[0], 2.0 * log_p)
+    assert torch.allclose(masked.log_joint(x, include_jacobian=False)[0], torch.zeros(5))

@@ -129,3 +129,36 @@ def test_observed_value_of_event_shape_or_full_shape_is_accepted(y_shape):
     out = ef.observe(likelihood)(torch.zeros(4, 2))
     expected = -dist.Normal(torch.zeros(4, 1), 0.1).log_prob(torch.full((4, 1), 0.5)).sum(-1)
     assert torch.allclose(out, expected)
+
+
+def test_observe_inside_a_plate_sums_the_data_dimension():
+    """pyro.plate over the data (to the right of the sample dimension) is the same
+    likelihood as .to_event(1); the plate's own site is not an unobserved site."""
+    import pyro
+    import pyro.distributions as dist
+
+    y = torch.tensor([0.5, -1.0, 2.0])
+
+    def plated(x):  # x: (B, 1)
+        with pyro.plate("data", 3, dim=-1):
+            pyro.sample("y", dist.Normal(x, 1.0), obs=y)
+
+    def evented(x):
+        pyro.sample("y", dist.Normal(x.expand(-1, 3), 1.0).to_event(1), obs=y)
+
+    x = torch.randn(5, 1)
+    assert torch.allclose(ef.observe(plated)(x), ef.observe(evented)(x))
+
+
+def test_poutine_scale_and_mask_act_as_in_pyro():
+    import pyro
+    import pyro.distributions as dist
+    from pyro import poutine
+
+    def lik(x):
+        pyro.sample("y", dist.Normal(x, 1.0).to_event(1), obs=torch.zeros(2))
+
+    x = torch.randn(4, 2)
+    base = ef.observe(lik)(x)
+    assert torch.allclose(ef.observe(poutine.scale(lik, scale=3.0))(x), 3.0 * base)
+    assert torch.allclose(ef.observe(poutine.mask(lik, mask=torch.tensor(False)))(x), torch.zeros(4))
