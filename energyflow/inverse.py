@@ -405,3 +405,425 @@ def condition_run(
                                   "metrics": metrics}, indent=2) + "\n")
     files.append(report)
     return ConditionReport(metrics, files)
+
+
+# --- blind denoising: the noise level is a latent site of the model -------------------------------
+
+#: Scale of the HalfNormal prior on the unknown noise std (issue 10).
+BLIND_SIGMA_SCALE = 0.5
+#: Where :func:`blind_denoise` starts sigma.
+SIGMA_INITS = ("measurement", "uniform")
+
+
+def _noise_model(x: Tensor, sigma: Tensor, event_dims: int):
+    """``Normal(x, sigma)`` over the last ``event_dims`` dimensions.
+
+    ``sigma`` carries the model's batch (the chain plate: ``(B,)``, or ``()`` for one
+    parameter set); it is reshaped to broadcast over the pixels.
+    """
+    import pyro.distributions as dist
+
+    return dist.Normal(x, sigma.reshape(sigma.shape + (1,) * event_dims)).to_event(event_dims)
+
+
+def blind_denoising_model(potential: Callable[[Tensor], Tensor], event_shape: tuple[int, ...],
+                          sigma_scale: float = BLIND_SIGMA_SCALE) -> Callable[[Tensor | None], None]:
+    """The Pyro model of blind denoising: image prior, unknown noise level, observation.
+
+    ::
+
+        x     ~ Boltzmann(V)            (the learned potential: density exp(-V / eps))
+        sigma ~ HalfNormal(sigma_scale)
+        y     ~ Normal(x, sigma)        (every pixel; omitted when y is None)
+
+    Args:
+        potential (Callable): ``V``, ``(N, *event_shape) -> (N,)``.
+        event_shape (tuple[int, ...]): the shape of one image, e.g. ``(1, 8, 8)``.
+        sigma_scale (float): the HalfNormal's scale.
+
+    Returns:
+        Callable: ``blind(y)`` for :func:`energyflow.model`; ``y`` is ``(B, *event_shape)``
+        with one measurement per chain (its leading dimension lines up with the chain
+        plate), or None for the prior alone.
+    """
+    import pyro
+    import pyro.distributions as dist
+
+    from energyflow.energies.model import Boltzmann
+
+    event = tuple(int(s) for s in event_shape)
+
+    def blind(y: Tensor | None) -> None:
+        x = pyro.sample("x", Boltzmann(potential, event_shape=event))
+        sigma = pyro.sample("sigma", dist.HalfNormal(sigma_scale))
+        if y is not None:
+            pyro.sample("y", _noise_model(x, sigma, len(event)), obs=y)
+
+    return blind
+
+
+class _NoiseLikelihood(Energy):
+    """``-log Normal(y | x, sigma)`` on the flat state of a blind-denoising model (tempered).
+
+    The observation site of :func:`blind_denoising_model` alone (same distribution, same
+    layout), for :class:`~energyflow.samplers.guided.GuidedLangevin`, which evaluates it
+    at the predicted endpoint of the transport. Shapes: ``(B, D) -> (B,)``.
+    """
+
+    coupling = "tempered"
+
+    def __init__(self, prior_model, y: Tensor) -> None:
+        super().__init__()
+        self.prior_model = prior_model
+        self.register_buffer("y", y)
+        self._label = "observe(y | x, sigma)"
+
+    def forward(self, x: Tensor) -> Tensor:
+        values, _ = self.prior_model.unpack(x)
+        event = tuple(self.y.shape[1:])
+        img = values["x"].reshape(x.shape[0], *event)
+        sigma = values["sigma"].reshape(x.shape[0])
+        return -_noise_model(img, sigma, len(event)).log_prob(self.y.to(dtype=x.dtype))
+
+
+@attrs.frozen(eq=False)
+class BlindDenoising:
+    """Joint posterior draws of images and noise level for a batch of measurements.
+
+    Attributes:
+        samples (Tensor): ``(N, S, *event)``: S draws of the image for each of N
+            measurements (clamped like :func:`solve`'s when ``clamp`` was given).
+        sigma (Tensor): ``(N, S)``: the noise level of the same draws.
+        measurements (Tensor): ``(N, *event)``.
+        transport (SampleResult): the Energy Matching Langevin run (chains ``N * chains``).
+        refinement (SampleResult | None): the MALA run at eps_max, None if skipped.
+        eps_max (float): the temperature of the posterior (the prior is exp(-V/eps_max)).
+    """
+
+    samples: Tensor
+    sigma: Tensor
+    measurements: Tensor
+    transport: SampleResult
+    refinement: SampleResult | None
+    eps_max: float
+
+    @property
+    def mean(self) -> Tensor:
+        """Posterior mean image per measurement, ``(N, *event)``."""
+        return self.samples.mean(1)
+
+    @property
+    def sigma_mean(self) -> Tensor:
+        """Posterior mean of sigma per measurement, ``(N,)``."""
+        return self.sigma.mean(1)
+
+    def sigma_interval(self, level: float = 0.9) -> Tensor:
+        """Central posterior interval of sigma, ``(N, 2)`` (lower, upper quantiles)."""
+        if not 0.0 < level < 1.0:
+            raise InvalidValueError(f"level must lie in (0, 1), got {level}")
+        q = torch.tensor([(1.0 - level) / 2, (1.0 + level) / 2], dtype=self.sigma.dtype)
+        return torch.quantile(self.sigma, q, dim=1).T.contiguous()
+
+
+def blind_denoise(
+    potential: nn.Module | Energy | Callable[[Tensor], Tensor],
+    measurements: Tensor,
+    sampler: Langevin,
+    *,
+    chains: int = 8,
+    sigma_scale: float = BLIND_SIGMA_SCALE,
+    guidance: bool = True,
+    num_warmup: int = 200,
+    num_samples: int = 200,
+    thin: int = 1,
+    sigma_init: str = "measurement",
+    generator: torch.Generator | None = None,
+    clamp: tuple[float, float] | None = (-1.0, 1.0),
+) -> BlindDenoising:
+    """Samples the joint posterior of (image, noise level) for measurements of unknown noise.
+
+    The model is :func:`blind_denoising_model` through :func:`energyflow.model`: ``x ~
+    Boltzmann(V)``, ``sigma ~ HalfNormal(sigma_scale)``, ``y ~ Normal(x, sigma)``, on the
+    flat unconstrained state ``(x, log sigma)`` of ``D = prod(event) + 1`` coordinates.
+    Its field at temperature eps is ``V(x) - eps * [log p(sigma) + log sigma + log p(y |
+    x, sigma)]``, so at eps_max the stationary law is ``exp(-V/eps_max) p(sigma) p(y | x,
+    sigma)``: the prior V is the Boltzmann density at eps_max it was trained as, and the
+    observation and sigma's prior enter untempered. That is the posterior of sigma this
+    reports. The sampler, per measurement ``chains`` chains:
+
+    1. **Transport** with the Energy Matching Langevin ``sampler`` (its dt and eps(t),
+       ``t`` from ``sampler.t_start`` to its end), x started from the source noise
+       N(0, I) and sigma from ``sigma_init`` (below). Before
+       tau* eps(t) = 0 and the tempered model is inert; with ``guidance`` (default) the
+       observation (weight eps_max) acts through the transport's predicted endpoint
+       (:class:`~energyflow.samplers.guided.GuidedLangevin` on the prior ``model(blind,
+       None)`` with the observation site as its observation term), which moves x towards
+       the measured digit and sigma towards the residual's scale; after ``t = 1`` the
+       drift is exactly the whole model's field at eps(t). ``guidance=False`` runs the
+       plain sampler on ``model(blind, y)`` (the paper's conditional Langevin).
+    2. **Refinement** (``num_samples > 0``): :class:`~energyflow.samplers.mala.MALA` at
+       temperature eps_max on the whole model (exact for the posterior: the Langevin's
+       discretisation bias is corrected), ``num_warmup`` iterations adapting the step size
+       and a diagonal mass matrix (sigma's coordinate and the pixels have very different
+       posterior scales), then ``num_samples`` iterations, every ``thin``-th kept.
+
+    Args:
+        potential: the learned potential V, ``(N, *event) -> (N,)`` (e.g. ``Potential(net)``).
+        measurements (Tensor): ``(N, *event)``, the noisy images ``y``.
+        sampler (Langevin): the Energy Matching sampler (``sampler_for(cfg)``); its final
+            temperature is eps_max (> 0).
+        chains (int): chains per measurement.
+        sigma_scale (float): scale of sigma's HalfNormal prior.
+        guidance (bool): guide the transport by the observation (see above).
+        num_warmup (int): MALA adaptation iterations (>= 0).
+        num_samples (int): MALA sampling iterations; 0 keeps the transport's final states
+            as the draws (S = ``chains``).
+        thin (int): keep every ``thin``-th MALA iteration.
+        sigma_init (str): where sigma starts. ``"measurement"`` (default): at the
+            measurement's root-mean-square ``rms(y)`` times ``exp(U(-0.5, 0.5))``, above
+            the noise level, from which ``log sigma`` descends at the bounded rate
+            ``dt * eps_max * prod(event)`` per step. ``"uniform"``: Stan's uniform(-2, 2)
+            on ``log sigma``; a start far below the residual's scale ``r`` makes the first
+            gradient step on ``log sigma`` of order ``dt * eps_max * |r|^2 / sigma^2`` (the
+            coordinate is stiff there), which throws sigma far above the noise, and the
+            transport's few dozen steps do not bring it back.
+        generator (torch.Generator | None): randomness for the initial states and chains.
+        clamp (tuple[float, float] | None): pixel range the image draws are clipped to.
+
+    Returns:
+        BlindDenoising: ``S = chains * (num_samples // thin)`` draws per measurement
+        (``chains`` when ``num_samples == 0``).
+
+    Raises:
+        InvalidValueError: measurements not ``(N, *event)`` with finite values, a bad
+            count, a non-positive ``sigma_scale`` or a sampler whose final eps is 0.
+    """
+    from energyflow.energies.model import model as pyro_model
+    from energyflow.samplers.mala import MALA
+
+    if not callable(potential):
+        raise InvalidValueError(f"potential must be a callable V(x), got {type(potential).__name__}")
+    if not isinstance(measurements, Tensor) or measurements.dim() < 2 or measurements.shape[0] < 1:
+        shape = tuple(measurements.shape) if isinstance(measurements, Tensor) else type(measurements).__name__
+        raise InvalidValueError(f"measurements must be a tensor (N, *event) with N >= 1, got {shape}")
+    if not measurements.is_floating_point() or not bool(torch.isfinite(measurements).all()):
+        raise InvalidValueError("measurements must be finite floating-point values")
+    if not isinstance(sampler, Langevin):
+        raise InvalidValueError(f"sampler must be an energyflow Langevin (sampler_for(cfg)), got {type(sampler).__name__}")
+    for label, value, low in (("chains", chains, 1), ("num_warmup", num_warmup, 0), ("num_samples", num_samples, 0),
+                              ("thin", thin, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidValueError(f"{label} must be an integer >= {low}, got {value!r}")
+    if num_samples and num_samples < thin:
+        raise InvalidValueError(f"thin ({thin}) exceeds num_samples ({num_samples}): no draw would be kept")
+    if sigma_init not in SIGMA_INITS:
+        raise InvalidValueError(f"sigma_init must be one of {SIGMA_INITS}, got {sigma_init!r}")
+    if not (isinstance(sigma_scale, (int, float)) and sigma_scale > 0 and sigma_scale < float("inf")):
+        raise InvalidValueError(f"sigma_scale must be a finite number > 0, got {sigma_scale!r}")
+    t_final = sampler.t_start + sampler.steps * sampler.step_size
+    eps_max = float(sampler.schedule(t_final))
+    if not eps_max > 0:
+        raise InvalidValueError(f"the sampler ends at eps = {eps_max}; the posterior needs a temperature > 0 "
+                                "(run the schedule past tau*)")
+
+    n, event = measurements.shape[0], tuple(measurements.shape[1:])
+    params = list(potential.parameters()) if isinstance(potential, nn.Module) else []
+    device = params[0].device if params else measurements.device
+    dtype = measurements.dtype
+    b = n * chains
+    y = measurements.to(device).repeat_interleave(chains, dim=0)
+    blind = blind_denoising_model(potential, event, float(sigma_scale))
+    full = pyro_model(blind, y)
+    space = Euclidean((full.dim,))
+    x_site, s_site = full.layout["x"], full.layout["sigma"]
+
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    noise = torch.randn((b, x_site.size), generator=generator, dtype=dtype, device=gen_device).to(device)
+    box = 2.0 * torch.rand((b, 1), generator=generator, dtype=dtype, device=gen_device).to(device) - 1.0
+    if sigma_init == "uniform":
+        log_sigma = 2.0 * box  # Stan's uniform(-2, 2)
+    else:
+        rms = y.reshape(b, -1).pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-3)
+        log_sigma = rms.log() + 0.5 * box
+    state = torch.empty((b, full.dim), dtype=dtype, device=device)
+    state[:, x_site.offset:x_site.offset + x_site.size] = noise  # x: the source noise
+    state[:, s_site.offset:s_site.offset + s_site.size] = log_sigma  # biject_to(positive) is exp
+
+    if guidance:
+        prior = pyro_model(blind, None)
+        runner = GuidedLangevin(sampler, _NoiseLikelihood(prior, y), weight=eps_max)
+        transport = runner.run(compile_field(prior, space), state, generator=generator)
+    else:
+        transport = sampler.run(compile_field(full, space), state, generator=generator)
+    last = transport.samples.detach()
+
+    refinement = None
+    if num_samples:
+        mala = MALA(step_size=sampler.step_size, num_warmup=num_warmup, num_steps=num_samples, temperature=eps_max,
+                    mass_matrix="diag" if num_warmup else None)
+        refinement = mala.run(compile_field(full, space), last, generator=generator, record_every=thin)
+        draws = refinement.trajectory[1:].detach()  # (S', B, D), the warm-up's end dropped
+    else:
+        draws = last.unsqueeze(0)
+    steps = draws.shape[0]
+    flat = draws.reshape(steps * b, full.dim)
+    values = full.constrain(flat)
+    imgs = values["x"].reshape(steps, n, chains, *event)
+    sig = values["sigma"].reshape(steps, n, chains)
+    imgs = imgs.permute(1, 2, 0, *range(3, 3 + len(event))).reshape(n, chains * steps, *event)
+    sig = sig.permute(1, 2, 0).reshape(n, chains * steps)
+    if clamp is not None:
+        imgs = imgs.clamp(*clamp)
+    return BlindDenoising(imgs.cpu(), sig.cpu(), measurements.detach().cpu(), transport, refinement, eps_max)
+
+
+def plot_blind_denoising(solution: BlindDenoising, truth: Tensor, true_sigma: float | Tensor | None = None,
+                         max_images: int = 8):
+    """Figures of a blind-denoising solution: an image grid and sigma's posterior.
+
+    Args:
+        solution (BlindDenoising): the posterior draws.
+        truth (Tensor): ``(N, C, H, W)`` clean images.
+        true_sigma (float | Tensor | None): the noise level the measurements were made
+            with (a number or ``(N,)``), marked on the histograms; None marks nothing.
+        max_images (int): images shown (the first ones).
+
+    Returns:
+        tuple[Figure, Figure]: the grid (rows: truth, measurement, posterior mean) and a
+        histogram of sigma's posterior draws per image, with its posterior mean, its 90%
+        interval and the true value.
+    """
+    import math
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from energyflow import plotting
+
+    if truth.shape != solution.measurements.shape or truth.dim() != 4:
+        raise InvalidValueError(f"truth must be (N, C, H, W) like the measurements {tuple(solution.measurements.shape)}, "
+                                f"got {tuple(truth.shape)}")
+    k = min(int(max_images), truth.shape[0])
+    grid = torch.cat([truth[:k].cpu(), solution.measurements[:k], solution.mean[:k]]).clamp(-1, 1)
+    fig_grid = plotting.plot_image_grid(grid, nrow=k, title="blind denoising: truth / measurement / posterior mean")
+    if true_sigma is not None:
+        true_sigma = torch.as_tensor(true_sigma, dtype=torch.float64).expand(truth.shape[0])
+    cols = min(4, k)
+    rows = math.ceil(k / cols)
+    fig = Figure(figsize=(3.0 * cols, 2.6 * rows))
+    FigureCanvasAgg(fig)
+    interval = solution.sigma_interval(0.9)
+    for i in range(k):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        draws = solution.sigma[i].double().numpy()
+        ax.hist(draws, bins=30, color=plotting.SAMPLE_COLOR, alpha=0.8, density=True, label="posterior draws")
+        ax.axvspan(float(interval[i, 0]), float(interval[i, 1]), color="tab:gray", alpha=0.2, label="90% interval")
+        ax.axvline(float(solution.sigma_mean[i]), color="tab:orange", linestyle="--", label="posterior mean")
+        if true_sigma is not None:
+            ax.axvline(float(true_sigma[i]), color=plotting.DATA_COLOR, linewidth=2, label="true sigma")
+        ax.set_title(f"image {i}")
+        ax.set_xlabel("noise std sigma")
+        ax.set_ylabel("posterior density")
+        if i == 0:
+            ax.legend(fontsize="x-small")
+    fig.suptitle("posterior of the noise level sigma per image")
+    fig.tight_layout()
+    return fig_grid, fig
+
+
+@attrs.frozen(eq=False)
+class BlindReport:
+    """What :func:`blind_condition_run` measured and wrote.
+
+    Attributes:
+        rows (list[dict]): per image: ``sigma_true``, ``sigma_mean``, ``sigma_low``,
+            ``sigma_high`` (90% interval), ``covered``, ``psnr_blind`` and ``psnr_known``
+            (dB, posterior mean against the truth).
+        summary (dict): the means over images, coverage fraction and settings.
+        files (list[Path]): the figures, samples and JSON written.
+    """
+
+    rows: list
+    summary: dict
+    files: list
+
+
+def blind_condition_run(
+    run: str,
+    out_dir: str,
+    *,
+    num_images: int = 8,
+    chains: int = 8,
+    noise: float | None = None,
+    t_end: float | None = None,
+    num_warmup: int = 200,
+    num_samples: int = 200,
+    seed: int = 0,
+    device: str = "cpu",
+) -> BlindReport:
+    """Blind denoising of held-out images of a trained run, against the known-noise posterior.
+
+    The first ``num_images`` held-out images are measured with Gaussian noise of std
+    ``noise`` (default: the denoise task's 0.3) and reconstructed twice: by
+    :func:`blind_denoise`, which is not told the noise level, and by :func:`solve` on the
+    ``denoise`` task with the true level (the known-noise path of :func:`condition_run`).
+
+    Raises:
+        InvalidValueError: the run's domain has no held-out images, or bad arguments.
+    """
+    import json
+    from pathlib import Path
+
+    from energyflow import plotting
+    from energyflow.training.build import resolve_device
+    from energyflow.training.run import load_potential, sampler_for
+
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise InvalidValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+    potential, cfg, domain = load_potential(run, device=device)
+    if not hasattr(domain, "test_data") or len(domain.space.event_shape) != 3:
+        raise InvalidValueError(f"condition needs an image domain with held-out images; this run's domain is {cfg.domain!r}")
+    task = make_task("denoise", tuple(domain.space.event_shape), noise)
+    test = domain.test_data()
+    if num_images > test.shape[0]:
+        raise InvalidValueError(f"num_images ({num_images}) exceeds the {test.shape[0]} held-out images")
+    truth = test[:num_images].float()
+    dev = resolve_device(device)
+    y = task.measure(truth, generator=torch.Generator().manual_seed(seed))
+    sampler = sampler_for(cfg, t_end=t_end)
+    known = solve(potential, task, y, sampler, chains=chains, generator=torch.Generator(dev).manual_seed(seed + 1))
+    blind = blind_denoise(potential, y, sampler, chains=chains, num_warmup=num_warmup, num_samples=num_samples,
+                          generator=torch.Generator(dev).manual_seed(seed + 1))
+    region = task.region
+    psnr_blind = psnr(blind.mean, truth, mask=region)
+    psnr_known = psnr(known.mean, truth, mask=region)
+    interval = blind.sigma_interval(0.9)
+    rows = []
+    for i in range(num_images):
+        low, high = float(interval[i, 0]), float(interval[i, 1])
+        rows.append({"image": i, "sigma_true": task.noise, "sigma_mean": float(blind.sigma_mean[i]), "sigma_low": low,
+                     "sigma_high": high, "covered": bool(low <= task.noise <= high),
+                     "psnr_blind": float(psnr_blind[i]), "psnr_known": float(psnr_known[i])})
+    summary = {
+        "sigma_true": task.noise, "sigma_mean": float(blind.sigma_mean.mean()),
+        "sigma_low": float(interval[:, 0].mean()), "sigma_high": float(interval[:, 1].mean()),
+        "coverage": sum(r["covered"] for r in rows) / num_images,
+        "psnr_blind": float(psnr_blind.mean()), "psnr_known": float(psnr_known.mean()),
+        "num_images": num_images, "chains": chains, "draws_per_image": int(blind.sigma.shape[1]),
+        "eps_max": blind.eps_max, "t_end": sampler.t_start + sampler.steps * sampler.step_size,
+        "num_warmup": num_warmup, "num_samples": num_samples,
+        "mala_acceptance": blind.refinement.mean_acceptance if blind.refinement is not None else None,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig_grid, fig_hist = plot_blind_denoising(blind, truth, task.noise)
+    files = [plotting.save_figure(fig_grid, out / "denoise_blind.png"),
+             plotting.save_figure(fig_hist, out / "denoise_blind_sigma.png")]
+    path = out / "denoise_blind.pt"
+    torch.save({"samples": blind.samples, "sigma": blind.sigma, "measurements": blind.measurements}, path)
+    files.append(path)
+    report = out / "denoise_blind_metrics.json"
+    report.write_text(json.dumps({"task": "denoise", "noise": "unknown", "summary": summary, "images": rows},
+                                 indent=2) + "\n")
+    files.append(report)
+    return BlindReport(rows, summary, files)
