@@ -15,6 +15,27 @@ model used by both libraries):
   (569 x 30, features standardised, plus an intercept: 31-D), prior N(0, 1) on every
   coefficient (intercept included).
 
+Whole Pyro models (``PYRO_MODELS``): written once as Pyro models; energyflow samples
+``ef.compile(ef.model(fn, *args))`` (the flat unconstrained state of ``ef.model``) and
+NUTS runs ``MCMC(NUTS(fn))`` on the Pyro model itself, as a Pyro user would (Pyro's
+defaults, its own ``init_to_uniform`` start, which is Stan's uniform(-2, 2) too). ESS,
+R-hat and the mean check are computed on the *constrained* values, every latent site and
+``pyro.deterministic`` site flattened to columns by ``m.constrain`` (NUTS's constrained
+draws are mapped back to the same state and through the same ``m.constrain``):
+
+- ``pyro_eight_schools``: the non-centred eight schools of ``eight_schools`` as a Pyro
+  model (``theta = mu + tau theta_tilde`` a deterministic site): the same unconstrained
+  target (``biject_to(positive)`` is ``exp``), so its rows against ``eight_schools``
+  show what running a Pyro model costs each library; columns mu, tau, theta_tilde[8],
+  theta[8];
+- ``pyro_mixture``: two Gaussians of known scale 1, ordered means (``N(0, 5)`` pushed
+  through ``OrderedTransform``: support ``ordered_vector``), weight ``w ~ Beta(2, 2)``,
+  ``MixtureSameFamily`` likelihood over 100 fixed-seed points (35 % from N(-2, 1), 65 %
+  from N(2, 1)); columns w, mu[0], mu[1].
+
+For these two NUTS's gradient evaluations are counted by a wrapper around the model that
+sees whether the traced latent values carry a gradient.
+
 Methods:
 
 - energyflow ``HMC``: 256 chains in one batch, ``mass_matrix="diag"``, Stan-style
@@ -64,8 +85,16 @@ Run:
     .venv/bin/python benchmarks/sampler_efficiency.py             # full: 2 repeats (about 10-15 minutes)
     .venv/bin/python benchmarks/sampler_efficiency.py --quick     # smoke run (about 1 minute)
     .venv/bin/python benchmarks/sampler_efficiency.py --pilot --hmc-draws 200   # HMC num_leapfrog pilot only
+    .venv/bin/python benchmarks/sampler_efficiency.py --models pyro_eight_schools pyro_mixture
+        # a subset; the saved JSON's other models are kept (merged) when their settings match
     .venv/bin/python benchmarks/sampler_efficiency.py --from-json benchmarks/results/sampler_efficiency.json
         # re-derive the rates and re-print the tables of a saved result (no sampling)
+
+Subsets: with ``--models`` naming fewer than all models, the models of the existing
+``benchmarks/results/sampler_efficiency.json`` that were not re-run are carried over into
+the new file (their runs, environment and time kept under ``merged``), provided the run
+settings (warm-up/draws, NUTS chains, repeats, quick) are the same; otherwise the script
+stops before sampling (use ``--no-json`` or ``--no-merge``).
 """
 
 # ruff: noqa: B023  (the closures over loop variables are called within their own iteration)
@@ -79,9 +108,25 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import base_parser, env_info, markdown_table, set_threads, time_interleaved, write_result
+    from _common import (
+        RESULTS_DIR,
+        base_parser,
+        env_info,
+        markdown_table,
+        set_threads,
+        time_interleaved,
+        write_result,
+    )
 else:  # imported as benchmarks.sampler_efficiency
-    from ._common import base_parser, env_info, markdown_table, set_threads, time_interleaved, write_result
+    from ._common import (
+        RESULTS_DIR,
+        base_parser,
+        env_info,
+        markdown_table,
+        set_threads,
+        time_interleaved,
+        write_result,
+    )
 
 import torch
 import torch.nn.functional as F
@@ -91,9 +136,12 @@ import energyflow as ef
 NAME = "sampler_efficiency"
 DTYPE = torch.float64
 CHAINS = 256
-MODELS = ("gaussian100", "eight_schools", "logistic")
-# Mean leapfrog steps per HMC iteration, chosen with --pilot (see the README).
-LEAPFROG = {"gaussian100": 5, "eight_schools": 5, "logistic": 20}
+PYRO_MODELS = ("pyro_eight_schools", "pyro_mixture")
+MODELS = ("gaussian100", "eight_schools", "logistic") + PYRO_MODELS
+# Mean leapfrog steps per HMC iteration, chosen with --pilot (see the README); the Pyro
+# eight schools is eight_schools' unconstrained target and inherits its L; the mixture
+# (3-D, near-Gaussian posterior) was not piloted and takes the small models' 5.
+LEAPFROG = {"gaussian100": 5, "eight_schools": 5, "logistic": 20, "pyro_eight_schools": 5, "pyro_mixture": 5}
 GOAL = 10.0
 
 
@@ -159,8 +207,77 @@ class Logistic(Stamped, ef.Energy):
         return nll + 0.5 * (x * x).sum(-1) + 0.5 * x.shape[-1] * math.log(2.0 * math.pi)
 
 
+# --------------------------------------------------------------------------- Pyro models
+def pyro_eight_schools(y, sigma):
+    import pyro
+    import pyro.distributions as dist
+
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("schools", len(y)):
+        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
+        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
+        pyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def mixture_data(n: int = 100, seed: int = 0) -> torch.Tensor:
+    """A fixed bimodal sample: 35 % from N(-2, 1), 65 % from N(2, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    first = torch.rand(n, generator=g) < 0.35
+    x = torch.where(first, -2.0 + torch.randn(n, generator=g), 2.0 + torch.randn(n, generator=g))
+    return x.to(DTYPE)
+
+
+def pyro_mixture(x):
+    import pyro
+    import pyro.distributions as dist
+    from pyro.distributions.transforms import OrderedTransform
+
+    w = pyro.sample("w", dist.Beta(2.0, 2.0))
+    mu = pyro.sample("mu", dist.TransformedDistribution(dist.Normal(0.0, 5.0).expand([2]).to_event(1),
+                                                        OrderedTransform()))
+    probs = torch.stack([w, 1.0 - w], -1)
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.MixtureSameFamily(dist.Categorical(probs=probs), dist.Normal(mu, 1.0)), obs=x)
+
+
+def pyro_spec(name: str):
+    """The Pyro model function and its arguments."""
+    if name == "pyro_eight_schools":
+        eight = EightSchools()
+        return pyro_eight_schools, (eight.y, eight.sigma)
+    if name == "pyro_mixture":
+        return pyro_mixture, (mixture_data(),)
+    raise ValueError(name)
+
+
+class StampedModel(Stamped, ef.Model):
+    """``ef.model(fn, *args)`` with the gradient timestamps (the field calls ``log_joint``)."""
+
+    def log_joint(self, x: torch.Tensor, include_jacobian: bool | None = None):
+        self._stamp(x)
+        return super().log_joint(x, include_jacobian)
+
+
+def constrained(m: ef.Model, draws: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+    """Unconstrained draws ``(chains, draws, D)`` -> constrained columns ``(chains, draws, K)``
+    (every latent and deterministic site of ``m.constrain``, flattened) and their names."""
+    C, S, D = draws.shape
+    values = m.constrain(draws.reshape(C * S, D))
+    cols, names = [], []
+    for site, v in values.items():
+        flat = v.reshape(C * S, -1)
+        cols.append(flat)
+        names += [site] if v.dim() == 1 else [f"{site}[{i}]" for i in range(flat.shape[1])]
+    return torch.cat(cols, 1).reshape(C, S, -1), names
+
+
 def make_model(name: str) -> tuple[ef.Energy, int, torch.Tensor | None]:
     """The energy module, its dimension and (Gaussian only) the true variances."""
+    if name in PYRO_MODELS:
+        fn, fargs = pyro_spec(name)
+        m = StampedModel(fn, *fargs)
+        return m, m.dim, None
     if name == "gaussian100":
         sd = torch.logspace(0, 1.5, 100, dtype=DTYPE)
         return Gaussian100(torch.zeros(100, dtype=DTYPE), torch.diag(sd**2)), 100, sd**2
@@ -206,7 +323,7 @@ def ef_run(kind: str, energy, field, dim: int, seed: int, warmup: int, draws: in
         "grad_evals": evals, "grad_evals_warmup": evals_warm, "chains": CHAINS,
         "per_chain_grads": evals * CHAINS, "acceptance": out.mean_acceptance,
         "divergences": out.num_divergences, "step_size": float(out.info["step_size"]),
-        "warmup_acceptance": out.info.get("warmup_acceptance"),
+        "warmup_acceptance": out.info.get("warmup_acceptance"), "num_restarted": out.info.get("num_restarted"),
     }
 
 
@@ -259,6 +376,68 @@ def nuts_run(energy, dim: int, seed: int, warmup: int, draws: int, chains: int) 
     }
 
 
+def nuts_model_run(name: str, m: ef.Model, seed: int, warmup: int, draws: int, chains: int,
+                   jit: bool = False) -> dict:
+    """``chains`` runs of Pyro's ``MCMC(NUTS(fn))`` on the Pyro model itself, one after another;
+    draws pooled and mapped to ``m``'s unconstrained state (for the same ``m.constrain``)."""
+    import pyro
+    from pyro.infer.mcmc import MCMC, NUTS
+    from pyro.poutine.messenger import Messenger
+
+    fn, fargs = pyro_spec(name)
+    count = {"calls": 0, "grads": 0}
+
+    class GradProbe(Messenger):  # did this trace run on latent values that carry a gradient?
+        grad = False
+
+        def _pyro_post_sample(self, msg) -> None:
+            v = msg["value"]
+            if not self.grad and isinstance(v, torch.Tensor) and v.requires_grad:
+                self.grad = True
+
+    def counted(*a, **k):
+        probe = GradProbe()
+        with probe:
+            out = fn(*a, **k)
+        count["calls"] += 1
+        count["grads"] += int(probe.grad)
+        return out
+
+    all_draws, wall, samp, grads_warm, acc, div, steps = [], 0.0, 0.0, 0, [], 0, []
+    for c in range(chains):
+        marks: dict = {}
+
+        def hook(kernel, params, stage, i) -> None:
+            if stage == "Warmup" and i == warmup - 1:
+                marks["t"], marks["grads"] = time.perf_counter(), count["grads"]
+            elif stage == "Sample":
+                marks["accept"] = float(kernel._mean_accept_prob)
+
+        g0 = count["grads"]
+        pyro.set_rng_seed(seed + 7919 * c + 1)
+        kernel = NUTS(counted, jit_compile=jit, ignore_jit_warnings=True)  # Pyro's defaults otherwise
+        mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, disable_progbar=True, hook_fn=hook)
+        t0 = time.perf_counter()
+        mcmc.run(*fargs)
+        t1 = time.perf_counter()
+        samples = mcmc.get_samples()
+        x = torch.cat([site.transform.inv(samples[site.name].detach()).reshape(draws, -1)
+                       for site in m.layout.values()], 1)
+        all_draws.append(x)
+        wall += t1 - t0
+        samp += t1 - marks.get("t", t0)
+        grads_warm += marks.get("grads", g0) - g0
+        acc.append(marks.get("accept", float("nan")))
+        div += len(mcmc.diagnostics().get("divergences", {}).get("chain 0", []))
+        steps.append(float(kernel.step_size))
+    return {
+        "draws": torch.stack(all_draws), "wall_s": wall, "sampling_s": samp, "split": "hook",
+        "grad_evals": count["grads"], "grad_evals_warmup": grads_warm, "potential_calls": count["calls"],
+        "chains": chains, "per_chain_grads": count["grads"], "acceptance": statistics.fmean(acc),
+        "divergences": div, "step_size": statistics.median(steps), "warmup_acceptance": None, "jit": jit,
+    }
+
+
 def analyse(run: dict, true_var: torch.Tensor | None) -> dict:
     """ESS, R-hat and moment checks of one run (the draws are dropped)."""
     from pyro.ops.stats import effective_sample_size, split_gelman_rubin
@@ -266,6 +445,9 @@ def analyse(run: dict, true_var: torch.Tensor | None) -> dict:
     d = run.pop("draws")
     ess = effective_sample_size(d, chain_dim=0, sample_dim=1)
     run["ess_min"], run["ess_median"] = float(ess.min()), float(ess.median())
+    names = run.pop("columns", None)
+    if names is not None:  # constrained values of a Pyro model: which column is the slowest
+        run["ess_min_column"] = names[int(ess.argmin())]
     run["rhat_max"] = float(split_gelman_rubin(d, 0, 1).max()) if d.shape[0] > 1 else None
     pooled = d.reshape(-1, d.shape[-1])
     run["mean"], run["sd"] = pooled.mean(0), pooled.std(0)
@@ -329,6 +511,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--nuts-warmup", type=int, default=None, help="NUTS warm-up iterations (default 500)")
     parser.add_argument("--nuts-draws", type=int, default=None, help="NUTS draws per chain (default 500)")
     parser.add_argument("--nuts-chains", type=int, default=None, help="sequential NUTS chains (default 4, quick 1)")
+    parser.add_argument("--nuts-jit", action="store_true",
+                        help="NUTS(jit_compile=True) on the Pyro models (default: Pyro's default, no JIT)")
+    parser.add_argument("--no-merge", action="store_true",
+                        help="with a subset of --models, do not carry the saved JSON's other models over")
     parser.add_argument("--pilot", action="store_true", help="only the HMC num_leapfrog pilot")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="re-derive the rates and re-print the tables of a saved result (no sampling)")
@@ -358,8 +544,15 @@ def main(argv: list[str] | None = None) -> dict:
                     r.setdefault("draws_per_chain", per[m])
         results = {n: {m: [derive(r) for r in rs] for m, rs in runs.items()} for n, runs in saved["runs"].items()}
         meta = {k: saved[k] for k in ("quick", "repeats", "config", "total_s", "env")}
+        if "merged" in saved:
+            meta["merged"] = saved["merged"]
         meta["env"]["rederived"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return report(results, meta, write=not args.no_json)
+
+    config = {"hmc": [args.hmc_warmup, args.hmc_draws], "mala": [args.mala_warmup, args.mala_draws],
+              "nuts": [args.nuts_warmup, args.nuts_draws], "nuts_chains": args.nuts_chains}
+    carried = {} if args.no_json or args.no_merge or set(args.models) == set(MODELS) else \
+        carry_over(args.models, config, repeats, q)
 
     results: dict[str, dict[str, list[dict]]] = {}
     t_start = time.perf_counter()
@@ -367,10 +560,17 @@ def main(argv: list[str] | None = None) -> dict:
         energy, dim, true_var = make_model(name)
         field = ef.compile(energy)
         L = LEAPFROG[name]
+        pyro_model = name in PYRO_MODELS
+
+        def nuts(seed: int, warmup: int, draws: int, chains: int) -> dict:
+            if pyro_model:
+                return nuts_model_run(name, energy, seed, warmup, draws, chains, jit=args.nuts_jit)
+            return nuts_run(energy, dim, seed, warmup, draws, chains)
+
         # untimed warm-up of every code path (allocations, lazy imports)
         ef_run("HMC", energy, field, dim, 12345, 20, 5, L)
         ef_run("MALA", energy, field, dim, 12345, 20, 5, L)
-        nuts_run(energy, dim, 12345, 10, 5, 1)
+        nuts(12345, 10, 5, 1)
         runs: dict[str, list[dict]] = {m: [] for m in METHODS}
 
         def make(method: str):
@@ -382,7 +582,9 @@ def main(argv: list[str] | None = None) -> dict:
                 elif method == "energyflow MALA":
                     out = ef_run("MALA", energy, field, dim, seed, args.mala_warmup, args.mala_draws, L)
                 else:
-                    out = nuts_run(energy, dim, seed, args.nuts_warmup, args.nuts_draws, args.nuts_chains)
+                    out = nuts(seed, args.nuts_warmup, args.nuts_draws, args.nuts_chains)
+                if pyro_model:  # ESS and checks on the constrained values (outside the timers)
+                    out["draws"], out["columns"] = constrained(energy, out["draws"])
                 out["seed"] = seed
                 runs[method].append(analyse(out, true_var))  # outside the run's own timer
                 print(f"  {name} {method} seed {seed}: {out['wall_s']:.1f} s, min ESS {out['ess_min']:.0f}",
@@ -409,10 +611,46 @@ def main(argv: list[str] | None = None) -> dict:
         env.update({"pyro": pyro.__version__, "sklearn": sklearn.__version__})
     except ImportError:
         pass
-    meta = {"quick": q, "repeats": repeats, "total_s": total_s, "env": env,
-            "config": {"hmc": [args.hmc_warmup, args.hmc_draws], "mala": [args.mala_warmup, args.mala_draws],
-                       "nuts": [args.nuts_warmup, args.nuts_draws], "nuts_chains": args.nuts_chains}}
+    env["nuts_jit"] = args.nuts_jit
+    meta = {"quick": q, "repeats": repeats, "total_s": total_s, "env": env, "config": config}
+    if carried:
+        merged = carried.pop("_merged")
+        now = {"models": list(args.models), "total_s": total_s, "env": env}
+        merged["origin"].update({n: now for n in args.models})
+        meta["merged"] = merged  # meta["total_s"] stays this run's time
+        order = [n for n in MODELS if n in results or n in carried]
+        results = {n: results[n] if n in results else carried[n] for n in order}
     return report(results, meta, write=not args.no_json)
+
+
+def carry_over(models: list[str], config: dict, repeats: int, quick: bool) -> dict:
+    """The saved JSON's runs of the models not being re-run, re-derived, if their settings
+    match this run's (else stop: merging would mix settings under one header)."""
+    import json
+
+    path = RESULTS_DIR / f"{NAME}.json"
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    keep = [n for n in saved["runs"] if n not in models]
+    if not keep:
+        return {}
+    if saved["config"] != config or saved["repeats"] != repeats or saved["quick"] != quick:
+        raise SystemExit(f"{path}: its settings ({saved['config']}, repeats {saved['repeats']}, quick "
+                         f"{saved['quick']}) differ from this run's ({config}, repeats {repeats}, quick {quick}); "
+                         f"merging would keep {keep} under the wrong header: use --no-merge or --no-json")
+    per = {"energyflow HMC": config["hmc"][1], "energyflow MALA": config["mala"][1], "Pyro NUTS": config["nuts"][1]}
+    out = {}
+    for n in keep:
+        for m, rs in saved["runs"][n].items():
+            for r in rs:
+                r.setdefault("draws_per_chain", per[m])
+        out[n] = {m: [derive(r) for r in rs] for m, rs in saved["runs"][n].items()}
+    # where each carried model's numbers come from (kept through repeated merges)
+    origin = saved.get("merged", {}).get("origin", {})
+    whole = {"models": list(saved["runs"]), "total_s": saved["total_s"], "env": saved["env"]}
+    out["_merged"] = {"origin": {n: origin.get(n, whole) for n in keep}}
+    return out
 
 
 def report(results: dict[str, dict[str, list[dict]]], meta: dict, write: bool = True) -> dict:
@@ -479,6 +717,8 @@ def report(results: dict[str, dict[str, list[dict]]], meta: dict, write: bool = 
         "config": cfg_, "goal_ess_per_s_ratio": GOAL, "summary": summary, "runs": results,
         "total_s": meta["total_s"], "env": meta["env"],
     }
+    if "merged" in meta:
+        payload["merged"] = meta["merged"]
     if write:
         print(f"wrote {write_result(NAME, payload)}")
     return payload
