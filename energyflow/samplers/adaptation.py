@@ -7,9 +7,10 @@
   probability averaged over chains, towards ``target_accept``; the final step size is
   the averaged iterate;
 * chains that stop moving (no acceptance over a stretch of warm-up while their
-  potential is worse than the median) are restarted from other chains' states at the
-  end of the initial buffer and of every slow window, and counted (see
-  :func:`stuck_chains`); after warm-up chains are never moved;
+  potential is worse than the median) or are stranded far above the others' potential
+  (a minor mode) are restarted from other chains' states at the end of the initial
+  buffer and of every slow window, and counted (see :func:`stuck_chains`); after
+  warm-up chains are never moved;
 * with ``mass_matrix="diag"`` or ``"dense"``, Stan's windows: a fast initial buffer
   (75 iterations), slow windows of 25, 50, 100, ... iterations (the last one stretched
   to the terminal buffer) and a fast terminal buffer (50); for fewer than 150 warm-up
@@ -154,24 +155,38 @@ class Moments:
         return (n / (n + 5.0)) * var + shrink
 
 
-def stuck_chains(acceptance: Tensor, potential: Tensor, threshold: float = 0.02) -> Tensor:
-    """Chains that have stopped moving: mean acceptance probability over the last stretch of
-    warm-up below ``threshold`` and a potential above the median (worse than half the chains).
+def stuck_chains(acceptance: Tensor, potential: Tensor, threshold: float = 0.02, gap: float = 25.0) -> Tensor:
+    """Chains that warm-up should restart: stopped or stranded.
 
-    With a step size shared by hundreds of chains, a chain started in a stiff or minor
-    region (a funnel's neck, a mixture's collapsed mode) rejects every proposal while the
-    average acceptance sits at its target; it would never reach the posterior.
+    * **stopped**: mean acceptance probability over the last stretch of warm-up below
+      ``threshold`` and a potential above the median. With a step size shared by
+      hundreds of chains, a chain started in a stiff region (a funnel's neck) rejects
+      every proposal while the average acceptance sits at its target.
+    * **stranded**: a potential more than ``max(gap, 10 s)`` above the median (``gap``
+      nats: a density ``e^-25`` times the typical chain's), although it may still move,
+      as in a minor mode where a mixture's components merge. ``s`` is the spread of the
+      better half of the chains (median minus the 10 % quantile, so stranded chains
+      cannot inflate it); it keeps legitimate tails of high-dimensional targets (whose
+      potentials spread like ``sqrt(D / 2)``) from counting.
 
     Args:
         acceptance (Tensor): per-chain mean acceptance probability, ``(B,)``.
         potential (Tensor): per-chain ``-log pi``, ``(B,)``.
+        threshold (float): acceptance below which a chain has stopped.
+        gap (float): the smallest potential gap (nats) that strands a chain.
 
     Returns:
         Tensor: bool ``(B,)``.
     """
     finite = torch.isfinite(potential)
-    median = potential[finite].median() if bool(finite.any()) else potential.new_tensor(0.0)
-    return (acceptance < threshold) & (~finite | (potential > median))
+    if not bool(finite.any()):
+        return ~finite
+    ok = potential[finite].to(torch.float64)
+    median = ok.median()
+    spread = median - torch.quantile(ok, 0.1)
+    far = potential.to(torch.float64) - median > max(gap, 10.0 * float(spread))
+    stopped = (acceptance < threshold) & (potential > median)
+    return ~finite | stopped | far
 
 
 def restart(state: State, stuck: Tensor, generator: torch.Generator | None) -> State:

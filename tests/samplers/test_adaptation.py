@@ -208,3 +208,30 @@ def test_mass_adaptation_needs_a_euclidean_space():
 def test_bad_adaptation_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         ef.MALA(**kwargs)
+
+
+def test_stranded_chains_in_a_minor_mode_are_restarted():
+    """Mixture N(-15, 1) + e^-30 N(+15, 1) (unnormalised weights): the +15 mode holds a
+    fraction e^-30 of the mass, yet chains started there keep accepting moves inside it
+    (30 standard deviations from the other mode, far beyond a MALA step). Warm-up must
+    move them; the negative control (no restarts) leaves them there."""
+    from energyflow.samplers import adaptation
+
+    class Minor(ef.Energy):
+        def forward(self, x):
+            a = -0.5 * (x[:, 0] + 15.0) ** 2
+            b = -0.5 * (x[:, 0] - 15.0) ** 2 - 30.0
+            return -torch.logaddexp(a, b)
+
+    field = ef.compile(Minor())
+    x0 = torch.cat([torch.full((48, 1), -15.0), torch.full((16, 1), 15.0)]).to(F64)
+    sampler = ef.MALA(num_warmup=200, num_steps=50)
+    out = sampler.run(field, x0, generator=torch.Generator().manual_seed(0))
+    assert out.info["num_restarted"] >= 16 and bool((out.samples[:, 0] < 0).all())
+    original = adaptation.stuck_chains
+    try:
+        adaptation.stuck_chains = lambda acc, pot: original(acc, pot, threshold=0.0, gap=float("inf"))
+        control = sampler.run(field, x0, generator=torch.Generator().manual_seed(0))
+    finally:
+        adaptation.stuck_chains = original
+    assert int((control.samples[:, 0] > 0).sum()) == 16  # all 16 are still in the minor mode
