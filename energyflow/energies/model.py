@@ -232,6 +232,14 @@ class Model(Energy):
             if site["type"] != "sample" or site["infer"].get("_deterministic") or site_is_subsample(site):
                 continue
             d = site["fn"]
+            if len(d.batch_shape) > self.max_plate_nesting + 1:
+                raise ModelError(
+                    f"{self._label}: site {name!r} has batch shape {tuple(d.batch_shape)} for {x.shape[0]} chains: the "
+                    f"model broadcasts one chain's values against another's. Under the chain plate a global site's "
+                    f"value has shape (B, {', '.join(['1'] * self.max_plate_nesting) or ''}, *event); write the model "
+                    "with right-aligned shapes as for Pyro's vectorised particles (e.g. (w * X).sum(-1), not "
+                    "X @ w.unsqueeze(-2) tricks)"
+                )
             base = getattr(d, "base_dist", d)
             if isinstance(base, Boltzmann) and base.eps is None:
                 energy = energy + _sum_per_chain(_masked_scaled(site, base.potential_energy(site["value"])), x.shape[0])

@@ -90,8 +90,8 @@ def linear_regression():
     def fn(X, y):
         s2 = pyro.sample("sigma2", dist.InverseGamma(a0, b0))
         w = pyro.sample("w", dist.Normal(torch.zeros(d), s2.sqrt().unsqueeze(-1)).to_event(1))
-        with pyro.plate("obs", n):
-            pyro.sample("y", dist.Normal((X * w.unsqueeze(-2)).sum(-1), s2.sqrt()), obs=y)
+        with pyro.plate("obs", n):  # (w * X).sum(-1): right-aligned, so it also runs for (B, 1, d) chains
+            pyro.sample("y", dist.Normal((w * X).sum(-1), s2.sqrt()), obs=y)
 
     vn = torch.linalg.inv(torch.eye(d) + X.T @ X)
     wn = vn @ X.T @ y
@@ -236,6 +236,22 @@ def test_vectorised_over_chains_not_a_loop():
     calls.clear()
     m(m.init(64, torch.Generator().manual_seed(0)))
     assert len(calls) == 1  # one traced run scores all 64 chains
+
+
+def test_a_model_that_broadcasts_across_chains_is_refused():
+    """X @ w-style code that is right for one parameter set but pairs every chain with
+    every other under the chain plate must not be summed silently."""
+    X, y = torch.randn(5, 2), torch.randn(5)
+
+    def broadcasting(X, y):
+        s = pyro.sample("s", dist.HalfNormal(1.0))
+        w = pyro.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        with pyro.plate("obs", 5):
+            pyro.sample("y", dist.Normal((X * w.unsqueeze(-2)).sum(-1), s), obs=y)
+
+    m = ef.model(broadcasting, X, y)
+    with pytest.raises(ModelError, match="broadcasts"):
+        m(m.init(4, torch.Generator().manual_seed(0)))
 
 
 def test_refusals_name_the_problem():
