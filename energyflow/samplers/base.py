@@ -81,7 +81,7 @@ class Sampler(Protocol):
     ) -> SampleResult: ...
 
 
-def check_generator(generator: object, x0: Tensor) -> None:
+def check_generator(generator: object, x0: State) -> None:
     """A sampler's ``generator`` is None or a ``torch.Generator`` on the device of ``x0``."""
     if generator is None:
         return
@@ -90,8 +90,12 @@ def check_generator(generator: object, x0: Tensor) -> None:
             f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed({generator!r})) or None, "
             f"got {type(generator).__name__}"
         )
-    lead = x0 if isinstance(x0, Tensor) else next(
-        (v for v in x0.values() if isinstance(v, Tensor)), None) if isinstance(x0, dict) else None
+    if isinstance(x0, Tensor):
+        lead = x0
+    elif isinstance(x0, dict):  # a pytree state: its first tensor leaf
+        lead = next((v for v in x0.values() if isinstance(v, Tensor)), None)
+    else:
+        lead = None
     if lead is not None and generator.device.type != lead.device.type:
         raise InvalidValueError(
             f"the generator is on {generator.device} but the states are on {lead.device}; "
