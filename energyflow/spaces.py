@@ -132,7 +132,30 @@ class Euclidean:
         return f"Euclidean(event_shape={self.event_shape})"
 
 
-class SymmetricMasked:
+class _ProjectedSubspace:
+    """Shared geometry of a linear subspace given by an orthogonal ``project``: tangent
+    vectors are projected too, noise is projected standard noise, the metric is ambient."""
+
+    event_shape: tuple[int, ...]
+
+    def project(self, x: Tensor) -> Tensor:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def tangent(self, v: Tensor) -> Tensor:
+        return self.project(v)
+
+    def randn_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.project(_randn(x.shape, generator, x.device, x.dtype))
+
+    def noise(self, n, generator=None, device=None, dtype=None) -> Tensor:
+        like = torch.empty((n, *self.event_shape), device=device, dtype=dtype or torch.get_default_dtype())
+        return self.randn_like(like, generator)
+
+    def sqnorm(self, v: Tensor) -> Tensor:
+        return _ambient_sqnorm(v)
+
+
+class SymmetricMasked(_ProjectedSubspace):
     """Symmetric ``(n, n)`` matrices with zero diagonal and a node mask (graphs).
 
     States have shape ``(B, n, n)``, or ``(B, n, n, C)`` with ``channels=C`` (one
@@ -197,19 +220,6 @@ class SymmetricMasked:
     def project(self, x: Tensor) -> Tensor:
         return 0.5 * (x + x.transpose(1, 2)) * self._pair_mask(x)
 
-    def tangent(self, v: Tensor) -> Tensor:
-        return self.project(v)
-
-    def randn_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.project(_randn(x.shape, generator, x.device, x.dtype))
-
-    def noise(self, n, generator=None, device=None, dtype=None) -> Tensor:
-        like = torch.empty((n, *self.event_shape), device=device, dtype=dtype or torch.get_default_dtype())
-        return self.randn_like(like, generator)
-
-    def sqnorm(self, v: Tensor) -> Tensor:
-        return _ambient_sqnorm(v)
-
     def flatten(self, v: Tensor) -> Tensor:
         i, j = torch.triu_indices(self.num_nodes, self.num_nodes, offset=1, device=v.device)
         return (math.sqrt(2.0) * v[:, i, j]).reshape(v.shape[0], -1)
@@ -259,7 +269,7 @@ class ZeroCenterOfMass:
         return f"ZeroCenterOfMass(num_points={self.event_shape[0]}, dim={self.event_shape[1]})"
 
 
-class NodeMasked:
+class NodeMasked(_ProjectedSubspace):
     """Per-node features ``(n, *features)`` whose rows for masked-out nodes are zero.
 
     The free coordinates are the feature entries of real nodes; ``project`` zeroes the
@@ -310,18 +320,6 @@ class NodeMasked:
     def project(self, x: Tensor) -> Tensor:
         m = self._mask(x)
         return x if m is None else x * m
-
-    tangent = project
-
-    def randn_like(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return self.project(_randn(x.shape, generator, x.device, x.dtype))
-
-    def noise(self, n, generator=None, device=None, dtype=None) -> Tensor:
-        like = torch.empty((n, *self.event_shape), device=device, dtype=dtype or torch.get_default_dtype())
-        return self.randn_like(like, generator)
-
-    def sqnorm(self, v: Tensor) -> Tensor:
-        return _ambient_sqnorm(v)
 
     def flatten(self, v: Tensor) -> Tensor:
         return v.reshape(v.shape[0], -1)
