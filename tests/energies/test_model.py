@@ -22,16 +22,10 @@ import torch
 import energyflow as ef
 from energyflow.energies.model import ModelError
 
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 F64 = torch.float64
 B = 1024
-
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
 
 
 # --- conjugate models with closed-form posteriors --------------------------------------------

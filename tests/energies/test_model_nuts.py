@@ -51,19 +51,11 @@ from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
 import energyflow as ef
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("float64_default")]
 
 F64 = torch.float64
 Z = 4.5
 CHAINS = 256
-
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(F64)
-    yield
-    torch.set_default_dtype(old)
 
 
 # --- the models -------------------------------------------------------------------------------
