@@ -427,12 +427,13 @@ def _noise_model(x: Tensor, sigma: Tensor, event_dims: int):
 
 
 def blind_denoising_model(potential: Callable[[Tensor], Tensor], event_shape: tuple[int, ...],
-                          sigma_scale: float = BLIND_SIGMA_SCALE) -> Callable[[Tensor | None], None]:
+                          sigma_scale: float = BLIND_SIGMA_SCALE,
+                          prior_temperature: float | None = None) -> Callable[[Tensor | None], None]:
     """The Pyro model of blind denoising: image prior, unknown noise level, observation.
 
     ::
 
-        x     ~ Boltzmann(V)            (the learned potential: density exp(-V / eps))
+        x     ~ Boltzmann(V, eps)       (the learned potential: density exp(-V / eps))
         sigma ~ HalfNormal(sigma_scale)
         y     ~ Normal(x, sigma)        (every pixel; omitted when y is None)
 
@@ -440,6 +441,9 @@ def blind_denoising_model(potential: Callable[[Tensor], Tensor], event_shape: tu
         potential (Callable): ``V``, ``(N, *event_shape) -> (N,)``.
         event_shape (tuple[int, ...]): the shape of one image, e.g. ``(1, 8, 8)``.
         sigma_scale (float): the HalfNormal's scale.
+        prior_temperature (float | None): the prior's fixed temperature (``eps`` of
+            :class:`~energyflow.Boltzmann`), or None for the sampler's (the Energy
+            Matching schedule's eps(t), eps_max at the end).
 
     Returns:
         Callable: ``blind(y)`` for :func:`energyflow.model`; ``y`` is ``(B, *event_shape)``
@@ -454,7 +458,7 @@ def blind_denoising_model(potential: Callable[[Tensor], Tensor], event_shape: tu
     event = tuple(int(s) for s in event_shape)
 
     def blind(y: Tensor | None) -> None:
-        x = pyro.sample("x", Boltzmann(potential, event_shape=event))
+        x = pyro.sample("x", Boltzmann(potential, event_shape=event, eps=prior_temperature))
         sigma = pyro.sample("sigma", dist.HalfNormal(sigma_scale))
         if y is not None:
             pyro.sample("y", _noise_model(x, sigma, len(event)), obs=y)
@@ -472,9 +476,10 @@ class _NoiseLikelihood(Energy):
 
     coupling = "tempered"
 
-    def __init__(self, prior_model, y: Tensor) -> None:
+    def __init__(self, prior_model, y: Tensor, sigma: float | None = None) -> None:
         super().__init__()
         self.prior_model = prior_model
+        self.sigma = sigma
         self.register_buffer("y", y)
         self._label = "observe(y | x, sigma)"
 
@@ -482,7 +487,10 @@ class _NoiseLikelihood(Energy):
         values, _ = self.prior_model.unpack(x)
         event = tuple(self.y.shape[1:])
         img = values["x"].reshape(x.shape[0], *event)
-        sigma = values["sigma"].reshape(x.shape[0])
+        if self.sigma is None:
+            sigma = values["sigma"].reshape(x.shape[0])
+        else:
+            sigma = torch.full((x.shape[0],), float(self.sigma), dtype=x.dtype, device=x.device)
         return -_noise_model(img, sigma, len(event)).log_prob(self.y.to(dtype=x.dtype))
 
 
@@ -497,7 +505,10 @@ class BlindDenoising:
         measurements (Tensor): ``(N, *event)``.
         transport (SampleResult): the Energy Matching Langevin run (chains ``N * chains``).
         refinement (SampleResult | None): the MALA run at eps_max, None if skipped.
-        eps_max (float): the temperature of the posterior (the prior is exp(-V/eps_max)).
+        eps_max (float): the sampler's final temperature.
+        prior_temperature (float): the temperature of the prior in the posterior the draws
+            target (the prior is ``exp(-V / prior_temperature)``; eps_max unless
+            :func:`blind_denoise` was given another).
     """
 
     samples: Tensor
@@ -506,6 +517,7 @@ class BlindDenoising:
     transport: SampleResult
     refinement: SampleResult | None
     eps_max: float
+    prior_temperature: float
 
     @property
     def mean(self) -> Tensor:
@@ -537,6 +549,8 @@ def blind_denoise(
     num_samples: int = 200,
     thin: int = 1,
     sigma_init: str = "measurement",
+    prior_temperature: float | None = None,
+    known_sigma: float | None = None,
     generator: torch.Generator | None = None,
     clamp: tuple[float, float] | None = (-1.0, 1.0),
 ) -> BlindDenoising:
@@ -549,7 +563,16 @@ def blind_denoise(
     x, sigma)]``, so at eps_max the stationary law is ``exp(-V/eps_max) p(sigma) p(y | x,
     sigma)``: the prior V is the Boltzmann density at eps_max it was trained as, and the
     observation and sigma's prior enter untempered. That is the posterior of sigma this
-    reports. The sampler, per measurement ``chains`` chains:
+    reports. With ``prior_temperature`` the refinement's prior is ``exp(-V /
+    prior_temperature)`` instead: a potential whose density at eps_max is sharper than
+    its data (its own samples have a lower V than real images) makes the posterior
+    explain the gap between the measurement and the prior's preferred images as noise,
+    so sigma is overestimated; the temperature that
+    :func:`energyflow.likelihood.calibrate_temperature` fits to the training images by
+    maximum likelihood removes that mismatch. With ``known_sigma`` the noise level is
+    conditioned on (``pyro.poutine.condition``) instead of sampled: the same posterior
+    of the image with sigma known, the comparison the blind posterior is measured
+    against. The sampler, per measurement ``chains`` chains:
 
     1. **Transport** with the Energy Matching Langevin ``sampler`` (its dt and eps(t),
        ``t`` from ``sampler.t_start`` to its end), x started from the source noise
@@ -587,6 +610,10 @@ def blind_denoise(
             gradient step on ``log sigma`` of order ``dt * eps_max * |r|^2 / sigma^2`` (the
             coordinate is stiff there), which throws sigma far above the noise, and the
             transport's few dozen steps do not bring it back.
+        prior_temperature (float | None): the prior's temperature in the refinement (the
+            posterior the draws target), None for eps_max. The transport always runs the
+            Energy Matching schedule on V itself.
+        known_sigma (float | None): a known noise level (not sampled), or None.
         generator (torch.Generator | None): randomness for the initial states and chains.
         clamp (tuple[float, float] | None): pixel range the image draws are clipped to.
 
@@ -596,7 +623,8 @@ def blind_denoise(
 
     Raises:
         InvalidValueError: measurements not ``(N, *event)`` with finite values, a bad
-            count, a non-positive ``sigma_scale`` or a sampler whose final eps is 0.
+            count, a non-positive ``sigma_scale``, ``prior_temperature`` or
+            ``known_sigma``, or a sampler whose final eps is 0.
     """
     from energyflow.energies.model import model as pyro_model
     from energyflow.samplers.mala import MALA
@@ -620,6 +648,10 @@ def blind_denoise(
         raise InvalidValueError(f"sigma_init must be one of {SIGMA_INITS}, got {sigma_init!r}")
     if not (isinstance(sigma_scale, (int, float)) and sigma_scale > 0 and sigma_scale < float("inf")):
         raise InvalidValueError(f"sigma_scale must be a finite number > 0, got {sigma_scale!r}")
+    for label, value in (("prior_temperature", prior_temperature), ("known_sigma", known_sigma)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and 0 < value < float("inf")):
+            raise InvalidValueError(f"{label} must be a finite number > 0 or None, got {value!r}")
     t_final = sampler.t_start + sampler.steps * sampler.step_size
     eps_max = float(sampler.schedule(t_final))
     if not eps_max > 0:
@@ -632,26 +664,37 @@ def blind_denoise(
     dtype = measurements.dtype
     b = n * chains
     y = measurements.to(device).repeat_interleave(chains, dim=0)
-    blind = blind_denoising_model(potential, event, float(sigma_scale))
+
+    def make_model(temperature: float | None):
+        fn = blind_denoising_model(potential, event, float(sigma_scale), temperature)
+        if known_sigma is None:
+            return fn
+        import pyro.poutine as poutine
+
+        return poutine.condition(fn, data={"sigma": torch.tensor(float(known_sigma), dtype=dtype, device=device)})
+
+    blind = make_model(None)
     full = pyro_model(blind, y)
     space = Euclidean((full.dim,))
-    x_site, s_site = full.layout["x"], full.layout["sigma"]
+    x_site = full.layout["x"]
 
     gen_device = generator.device if generator is not None else torch.device("cpu")
     noise = torch.randn((b, x_site.size), generator=generator, dtype=dtype, device=gen_device).to(device)
     box = 2.0 * torch.rand((b, 1), generator=generator, dtype=dtype, device=gen_device).to(device) - 1.0
-    if sigma_init == "uniform":
-        log_sigma = 2.0 * box  # Stan's uniform(-2, 2)
-    else:
-        rms = y.reshape(b, -1).pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-3)
-        log_sigma = rms.log() + 0.5 * box
     state = torch.empty((b, full.dim), dtype=dtype, device=device)
     state[:, x_site.offset:x_site.offset + x_site.size] = noise  # x: the source noise
-    state[:, s_site.offset:s_site.offset + s_site.size] = log_sigma  # biject_to(positive) is exp
+    if known_sigma is None:
+        if sigma_init == "uniform":
+            log_sigma = 2.0 * box  # Stan's uniform(-2, 2)
+        else:
+            rms = y.reshape(b, -1).pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-3)
+            log_sigma = rms.log() + 0.5 * box
+        s_site = full.layout["sigma"]
+        state[:, s_site.offset:s_site.offset + s_site.size] = log_sigma  # biject_to(positive) is exp
 
     if guidance:
         prior = pyro_model(blind, None)
-        runner = GuidedLangevin(sampler, _NoiseLikelihood(prior, y), weight=eps_max)
+        runner = GuidedLangevin(sampler, _NoiseLikelihood(prior, y, known_sigma), weight=eps_max)
         transport = runner.run(compile_field(prior, space), state, generator=generator)
     else:
         transport = sampler.run(compile_field(full, space), state, generator=generator)
@@ -659,9 +702,10 @@ def blind_denoise(
 
     refinement = None
     if num_samples:
+        target = full if prior_temperature is None else pyro_model(make_model(float(prior_temperature)), y)
         mala = MALA(step_size=sampler.step_size, num_warmup=num_warmup, num_steps=num_samples, temperature=eps_max,
                     mass_matrix="diag" if num_warmup else None)
-        refinement = mala.run(compile_field(full, space), last, generator=generator, record_every=thin)
+        refinement = mala.run(compile_field(target, space), last, generator=generator, record_every=thin)
         draws = refinement.trajectory[1:].detach()  # (S', B, D), the warm-up's end dropped
     else:
         draws = last.unsqueeze(0)
@@ -669,12 +713,16 @@ def blind_denoise(
     flat = draws.reshape(steps * b, full.dim)
     values = full.constrain(flat)
     imgs = values["x"].reshape(steps, n, chains, *event)
-    sig = values["sigma"].reshape(steps, n, chains)
+    if known_sigma is None:
+        sig = values["sigma"].reshape(steps, n, chains)
+    else:
+        sig = torch.full((steps, n, chains), float(known_sigma), dtype=dtype, device=device)
     imgs = imgs.permute(1, 2, 0, *range(3, 3 + len(event))).reshape(n, chains * steps, *event)
     sig = sig.permute(1, 2, 0).reshape(n, chains * steps)
     if clamp is not None:
         imgs = imgs.clamp(*clamp)
-    return BlindDenoising(imgs.cpu(), sig.cpu(), measurements.detach().cpu(), transport, refinement, eps_max)
+    prior_t = eps_max if prior_temperature is None or not num_samples else float(prior_temperature)
+    return BlindDenoising(imgs.cpu(), sig.cpu(), measurements.detach().cpu(), transport, refinement, eps_max, prior_t)
 
 
 def plot_blind_denoising(solution: BlindDenoising, truth: Tensor, true_sigma: float | Tensor | None = None,

@@ -14,6 +14,9 @@ Boltzmann density of its potential at ``T = eps_max`` (DESIGN.md, section 3).
   size.
 * :func:`negative_log_likelihood` combines both into the mean NLL of a data set with
   an error bar that includes the uncertainty of the AIS estimate.
+* :func:`calibrate_temperature` fits the temperature ``T`` of the family
+  ``exp(-V/T) / Z(T)`` to data by maximum likelihood (a trained potential's Boltzmann
+  density at ``eps_max`` can be sharper or broader than its data).
 * :func:`hessian_eigenvalues` and :func:`local_intrinsic_dimension` implement the
   paper's local intrinsic dimension: the number of small eigenvalues of the Hessian of
   ``V`` at a data point (flat directions along the data manifold, steep ones across).
@@ -54,6 +57,8 @@ __all__ = [
     "log_density",
     "log_partition",
     "negative_log_likelihood",
+    "TemperatureFit",
+    "calibrate_temperature",
     "hessian_eigenvalues",
     "local_intrinsic_dimension",
 ]
@@ -545,6 +550,157 @@ def negative_log_likelihood(
     mean = float(nll.mean()) + log_z
     se_data = float(nll.std(unbiased=True)) / math.sqrt(n)
     return mean, math.sqrt(se_data**2 + se_z**2)
+
+
+# --- temperature calibration ------------------------------------------------------------------
+@attrs.frozen
+class TemperatureFit:
+    """The maximum-likelihood temperature of ``exp(-V/T) / Z(T)`` for a data set.
+
+    Attributes:
+        temperature (float): the fitted ``T`` (the geometric midpoint of the final bracket).
+        bracket (tuple[float, float]): the final bracket ``(low, high)``: chains at ``low``
+            ended below the data's mean energy, chains at ``high`` above it.
+        data_energy (float): ``mean_i V(x_i)`` over the data.
+        evaluations (list[tuple[float, float, float]]): every evaluation made, in order:
+            ``(T, mean V of the chains at T, their MALA acceptance rate)``.
+        num_chains (int): chains per evaluation.
+    """
+
+    temperature: float
+    bracket: tuple[float, float]
+    data_energy: float
+    evaluations: list
+    num_chains: int
+
+
+def calibrate_temperature(
+    field: Field | Energy,
+    data: Tensor,
+    *,
+    start: float = 1.0,
+    num_bisections: int = 6,
+    num_chains: int = 128,
+    num_warmup: int = 100,
+    num_steps: int = 100,
+    max_doublings: int = 12,
+    generator: torch.Generator | None = None,
+) -> TemperatureFit:
+    """Fits the temperature of a potential's Boltzmann family to data by maximum likelihood.
+
+    For the family ``p_T(x) = exp(-V(x)/T) / Z(T)`` the log-likelihood of data
+    ``x_1..x_n`` has derivative ``d/d(1/T) = n (E_T[V] - mean_i V(x_i))`` (``d log Z /
+    d(1/T) = -E_T[V]``), and ``E_T[V]`` increases with ``T`` (its derivative is
+    ``Var_T(V) / T^2``). The maximum-likelihood temperature is therefore the unique root
+    of ``g(T) = E_T[V] - mean_i V(x_i)``: the temperature at which the model's own
+    samples have the data's mean energy. An Energy Matching potential is trained so that
+    ``T = eps_max`` holds approximately; a short training run (or short-run Langevin
+    negatives) can leave its Boltzmann density much sharper than the data (samples of
+    lower energy than real points), which a posterior with that prior then pays for
+    (e.g. an unknown noise level overestimated to absorb the mismatch).
+
+    Algorithm: ``E_T[V]`` is estimated by ``num_chains`` MALA chains started at data
+    points (drawn with ``generator``), ``num_warmup`` iterations adapting the step size,
+    then the mean of ``V`` over the next ``num_steps``. Chains started at the data's
+    energy drift towards ``E_T[V]``, so the sign of ``g`` is read correctly even before
+    they settle. From ``start`` the temperature is doubled (or halved) until ``g``
+    changes sign, then the bracket is bisected ``num_bisections`` times in ``log T``;
+    its final width is a factor ``2 ** (2 ** -num_bisections)``.
+
+    Args:
+        field (Field | Energy): ``V``: a field or term whose energy does not depend on
+            the temperature (a learned potential; tempered terms are refused).
+        data (Tensor): ``(n, *event)``, the points the density should fit (e.g. the
+            training set).
+        start (float): the first temperature tried (e.g. the run's eps_max).
+        num_bisections (int): bisection steps after the bracket is found (>= 0).
+        num_chains (int): chains per evaluation (>= 2).
+        num_warmup (int): MALA adaptation iterations per evaluation (>= 0).
+        num_steps (int): MALA iterations averaged per evaluation (>= 1).
+        max_doublings (int): how far the bracket search may go (a factor ``2 **
+            max_doublings`` either way) before giving up.
+        generator (torch.Generator | None): randomness for the chains' starts and moves.
+
+    Returns:
+        TemperatureFit: the temperature, its bracket and every evaluation.
+
+    Raises:
+        InvalidValueError: bad data or settings, an energy that changes with the
+            temperature, or no sign change within ``max_doublings`` (the message names
+            the energies seen).
+
+    Example:
+        >>> import torch, energyflow as ef
+        >>> V = ef.GaussianPotential(torch.zeros(2), torch.eye(2))   # p_T = N(0, T I)
+        >>> data = 0.5 * torch.randn(2000, 2, generator=torch.Generator().manual_seed(0))
+        >>> fit = calibrate_temperature(V, data, num_chains=256, generator=torch.Generator().manual_seed(1))
+        >>> 0.2 < fit.temperature < 0.3                               # variance 0.25
+        True
+    """
+    from energyflow.field import compile as compile_field
+    from energyflow.samplers.mala import MALA
+
+    _check_points(data, "data")
+    start = _check_positive("start", start)
+    num_bisections = _check_count("num_bisections", num_bisections, 0)
+    num_chains = _check_count("num_chains", num_chains, 2)
+    num_warmup = _check_count("num_warmup", num_warmup, 0)
+    num_steps = _check_count("num_steps", num_steps, 1)
+    max_doublings = _check_count("max_doublings", max_doublings, 1)
+    if isinstance(field, Field):
+        compiled = field
+    elif isinstance(field, Energy):
+        compiled = compile_field(field, Euclidean(tuple(data.shape[1:])))
+    else:
+        raise InvalidTypeError(f"calibrate_temperature needs a Field or an Energy term, got {type(field).__name__}")
+    device, dtype = _device_dtype(compiled)
+    data = data.to(device=device, dtype=dtype)
+    probe = data[: min(8, data.shape[0])]
+    with torch.no_grad():
+        v_data = torch.cat([compiled.energy(chunk, 1.0) for chunk in data.split(1024)]).to(torch.float64)
+        if not torch.allclose(compiled.energy(probe, 1.0), compiled.energy(probe, 2.0), rtol=1e-5, atol=1e-6):
+            raise InvalidValueError("calibrate_temperature needs an energy that does not change with the temperature "
+                                    "(a learned potential); this one has tempered terms")
+    if not bool(torch.isfinite(v_data).all()):
+        raise InvalidValueError("the energy is NaN or inf at some data points")
+    target = float(v_data.mean())
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    evaluations: list[tuple[float, float, float]] = []
+
+    def excess(temperature: float) -> float:
+        idx = torch.randint(0, data.shape[0], (num_chains,), generator=generator, device=gen_device).to(device)
+        mala_run = MALA(step_size=0.1, num_warmup=num_warmup, num_steps=num_steps, temperature=temperature)
+        result = mala_run.run(compiled, data[idx], generator=generator, record_every=1)
+        with torch.no_grad():
+            states = result.trajectory[1:]
+            v = compiled.energy(states.reshape(-1, *states.shape[2:]), 1.0).to(torch.float64)
+        mean_v = float(v.mean())
+        evaluations.append((temperature, mean_v, float(result.mean_acceptance)))
+        return mean_v - target
+
+    t = start
+    g = excess(t)
+    factor = 2.0 if g < 0 else 0.5  # below the data's energy: too cold, warm up
+    low, high = (t, None) if g < 0 else (None, t)
+    for _ in range(max_doublings):
+        if low is not None and high is not None:
+            break
+        t *= factor
+        if excess(t) < 0:
+            low = t
+        else:
+            high = t
+    if low is None or high is None:
+        seen = ", ".join(f"T={e[0]:.3g}: {e[1]:.4g}" for e in evaluations)
+        raise InvalidValueError(f"no temperature within a factor 2**{max_doublings} of start={start:g} gives the data's "
+                                f"mean energy {target:.4g} (chains' mean energy {seen})")
+    for _ in range(num_bisections):
+        mid = math.sqrt(low * high)
+        if excess(mid) < 0:
+            low = mid
+        else:
+            high = mid
+    return TemperatureFit(math.sqrt(low * high), (low, high), target, evaluations, num_chains)
 
 
 # --- Hessian spectrum and LID ---------------------------------------------------------------------
