@@ -437,8 +437,14 @@ def condition(
         help="Blind denoising (--task denoise): the sampler is not told --noise (the std the measurements are made "
              "with) and samples it with the image, sigma ~ HalfNormal(0.5); compared with the known-noise posterior.",
     ),
-    warmup: int = typer.Option(200, "--warmup", help="With --unknown-noise: MALA warm-up iterations at eps_max."),
-    samples: int = typer.Option(200, "--samples", help="With --unknown-noise: MALA iterations kept as draws."),
+    warmup: int = typer.Option(300, "--warmup", help="With --unknown-noise: MALA warm-up iterations at eps_max."),
+    samples: int = typer.Option(600, "--samples", help="With --unknown-noise: MALA iterations after the warm-up."),
+    thin: int = typer.Option(12, "--thin", help="With --unknown-noise: keep every thin-th MALA iteration as a draw."),
+    prior_temperature: str = typer.Option(
+        "auto", "--prior-temperature",
+        help="With --unknown-noise: the prior's temperature: auto (fit exp(-V/T) to the training images by maximum "
+             "likelihood, about a minute for digits), eps-max (the run's), or a number.",
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda, ..."),
 ) -> None:
@@ -450,7 +456,8 @@ def condition(
         raise InvalidValueError(f"--chains must be >= 1, got {chains}")
     _check_t_end(t_end)
     if unknown_noise:
-        _blind_condition(run, task, out, n_images, chains, noise, t_end, warmup, samples, seed, device)
+        _blind_condition(run, task, out, n_images, chains, noise, t_end, warmup, samples, thin, prior_temperature, seed,
+                         device)
         return
     check_output_dir(out, "--out")
     report = condition_run(
@@ -471,9 +478,10 @@ def condition(
 
 
 def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int, noise: Optional[float],
-                     t_end: Optional[float], warmup: int, samples: int, seed: int, device: str) -> None:
+                     t_end: Optional[float], warmup: int, samples: int, thin: int, prior_temperature: str, seed: int,
+                     device: str) -> None:
     """``condition --unknown-noise``: blind denoising, its table and its files."""
-    from energyflow.inverse import blind_condition_run
+    from energyflow.inverse import blind_condition_run, parse_prior_temperature
     from energyflow.outputs import check_output_dir
 
     if task.lower().replace("-", "_") != "denoise":
@@ -484,24 +492,35 @@ def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int
         raise InvalidValueError(f"--warmup must be >= 0, got {warmup}")
     if samples < 0:
         raise InvalidValueError(f"--samples must be >= 0, got {samples}")
+    if thin < 1 or (samples and thin > samples):
+        raise InvalidValueError(f"--thin must be >= 1 and at most --samples ({samples}), got {thin}")
+    try:
+        temperature = parse_prior_temperature(prior_temperature)
+    except InvalidValueError as err:
+        raise InvalidValueError(f"--prior-temperature: {err}") from None
     if n_images < 1:
         raise InvalidValueError(f"--n-images must be >= 1, got {n_images}")
     check_output_dir(out, "--out")
     report = blind_condition_run(str(run), str(out), num_images=n_images, chains=chains, noise=noise, t_end=t_end,
-                                 num_warmup=warmup, num_samples=samples, seed=seed, device=device)
+                                 num_warmup=warmup, num_samples=samples, thin=thin, prior_temperature=temperature,
+                                 seed=seed, device=device)
     s = report.summary
     table = Table(title=f"blind denoising: {n_images} held-out images, true sigma {s['sigma_true']:g} (not told to the "
                         f"sampler), {s['draws_per_image']} draws each")
     for col in ("image", "sigma truth", "posterior mean", "90% interval", "covered?", "PSNR blind (dB)",
-                "PSNR known sigma (dB)"):
+                "PSNR known sigma (dB)", "PSNR solve (dB)"):
         table.add_column(col, justify="left" if col == "image" else "right")
     for r in report.rows:
         table.add_row(str(r["image"]), f"{r['sigma_true']:.3f}", f"{r['sigma_mean']:.3f}",
                       f"[{r['sigma_low']:.3f}, {r['sigma_high']:.3f}]", "yes" if r["covered"] else "no",
-                      f"{r['psnr_blind']:.2f}", f"{r['psnr_known']:.2f}")
+                      f"{r['psnr_blind']:.2f}", f"{r['psnr_known']:.2f}", f"{r['psnr_solve']:.2f}")
     table.add_row("mean", f"{s['sigma_true']:.3f}", f"{s['sigma_mean']:.3f}", f"[{s['sigma_low']:.3f}, {s['sigma_high']:.3f}]",
-                  f"{s['coverage']:.0%}", f"{s['psnr_blind']:.2f}", f"{s['psnr_known']:.2f}", style="bold")
+                  f"{s['coverage']:.0%}", f"{s['psnr_blind']:.2f}", f"{s['psnr_known']:.2f}", f"{s['psnr_solve']:.2f}",
+                  style="bold")
     console.print(table)
+    console.print(f"prior exp(-V/T) at T = {s['prior_temperature']:.4g} ({s['prior_temperature_mode']}; the run's eps_max "
+                  f"is {s['eps_max']:g}); known sigma: the same posterior with sigma given; solve: the known-noise "
+                  "path of condition without --unknown-noise")
     for path in report.files:
         console.print(f"wrote {path}")
 

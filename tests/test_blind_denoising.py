@@ -110,6 +110,36 @@ def test_sigma_posterior_matches_the_integrated_answer(gaussian_case, guidance, 
         torch.testing.assert_close(out.mean[i].double(), exact["shrink"] * y[i].double(), atol=0.03, rtol=0)
 
 
+def test_a_prior_temperature_changes_the_posterior_to_that_prior(gaussian_case):
+    """With prior_temperature T the refinement targets exp(-V/T) p(sigma) p(y | x, sigma): for the
+    Gaussian prior that is N(0, T c I), so sigma's posterior is the grid's at eps = T. T = 0.3 gives a
+    prior std of 0.17, between the noise levels; the tolerances are those of the test above (same
+    chains and draws)."""
+    V, y = gaussian_case
+    out = blind_denoise(V, y, _sampler(), chains=32, num_warmup=200, num_samples=200, guidance=False,
+                        prior_temperature=0.3, generator=torch.Generator().manual_seed(2))
+    assert out.eps_max == pytest.approx(EPS) and out.prior_temperature == pytest.approx(0.3)
+    for i in range(len(SIGMAS)):
+        exact = _exact(y[i], 0.3, C)
+        assert float(out.sigma_mean[i]) == pytest.approx(exact["mean"], abs=0.012)
+        torch.testing.assert_close(out.mean[i].double(), exact["shrink"] * y[i].double(), atol=0.03, rtol=0)
+    # negative control: the eps_max prior's answer (0.27 against 0.22 here) lies well outside the
+    # tolerance (0.012) of these draws at the lowest noise level
+    assert abs(float(out.sigma_mean[0]) - _exact(y[0], EPS, C)["mean"]) > 0.03
+
+
+def test_a_known_sigma_is_conditioned_on_not_sampled(gaussian_case):
+    """known_sigma conditions the model on sigma (poutine.condition): the state is the image alone and
+    the posterior mean image is the Gaussian shrinkage eps c / (eps c + sigma^2) * y exactly (Monte
+    Carlo sd of each pixel's mean about 0.1 / sqrt(32 * 200 / 5) ~ 0.003; tolerance 0.02)."""
+    V, y = gaussian_case
+    out = blind_denoise(V, y, _sampler(), chains=32, num_warmup=200, num_samples=200, guidance=True, known_sigma=0.3,
+                        generator=torch.Generator().manual_seed(3))
+    assert bool((out.sigma == 0.3).all()) and out.refinement.samples.shape == (len(SIGMAS) * 32, D)
+    shrink = EPS * C / (EPS * C + 0.3**2)
+    torch.testing.assert_close(out.mean.double(), shrink * y.double(), atol=0.02, rtol=0)
+
+
 def test_no_refinement_keeps_the_transport_states(gaussian_case):
     V, y = gaussian_case
     out = blind_denoise(V, y, _sampler(), chains=4, num_samples=0, guidance=False, sigma_init="uniform",
@@ -127,6 +157,9 @@ def test_no_refinement_keeps_the_transport_states(gaussian_case):
     (dict(num_samples=10, thin=20), "thin"),
     (dict(sigma_scale=-1.0), "sigma_scale"),
     (dict(sigma_init="prior"), "sigma_init"),
+    (dict(prior_temperature=0.0), "prior_temperature"),
+    (dict(known_sigma=float("inf")), "known_sigma"),
+    (dict(known_sigma=True), "known_sigma"),
 ])
 def test_bad_arguments_are_refused(gaussian_case, kwargs, needle):
     V, y = gaussian_case
@@ -162,6 +195,12 @@ def test_cli_refuses_bad_blind_denoising_input(tmp_path):
                              "--out", tmp_path / "c"), "--noise")
     assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--chains", "0",
                              "--out", tmp_path / "c"), "--chains")
+    assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--prior-temperature", "hot",
+                             "--out", tmp_path / "c"), "--prior-temperature")
+    assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--prior-temperature", "-1",
+                             "--out", tmp_path / "c"), "--prior-temperature")
+    assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--samples", "5", "--thin",
+                             "6", "--out", tmp_path / "c"), "--thin")
     assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--out", tmp_path / "c"))
 
 
@@ -172,14 +211,17 @@ def test_cli_blind_denoising_on_a_tiny_image_run(tmp_path):
                     "--set", "eval_every=1000", "--set", "eval_samples=16", "--set", "sample_t_end=1.05")
     assert result.exit_code == 0, result.output
     result = invoke("condition", out, "--task", "denoise", "--unknown-noise", "--noise", "0.2", "--n-images", "2",
-                    "--chains", "2", "--warmup", "5", "--samples", "5", "--t-end", "1.05", "--out", tmp_path / "blind")
+                    "--chains", "2", "--warmup", "5", "--samples", "5", "--thin", "1", "--prior-temperature", "0.5",
+                    "--t-end", "1.05", "--out", tmp_path / "blind")
     assert result.exit_code == 0, result.output
     assert "not told to the sampler" in result.output and "denoise_blind_sigma.png" in result.output
+    assert "T = 0.5" in result.output
     import json
 
     report = json.loads((tmp_path / "blind" / "denoise_blind_metrics.json").read_text())
     assert report["summary"]["sigma_true"] == 0.2 and len(report["images"]) == 2
-    assert report["summary"]["draws_per_image"] == 10
+    assert report["summary"]["draws_per_image"] == 10 and report["summary"]["prior_temperature"] == 0.5
+    assert {"psnr_blind", "psnr_known", "psnr_solve"} <= set(report["images"][0])
     for name in ("denoise_blind.png", "denoise_blind_sigma.png"):
         assert (tmp_path / "blind" / name).stat().st_size > 0
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 
+import pyro.distributions as dist
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import energyflow as ef
+from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.likelihood import (
     LogZEstimate,
+    calibrate_temperature,
     hessian_eigenvalues,
     local_intrinsic_dimension,
     log_density,
@@ -439,3 +442,46 @@ def test_lid_rejects_bad_points():
         hessian_eigenvalues(ef.compile(V, space=Euclidean(2)), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="couples"):
         hessian_eigenvalues(V + ef.Repulsion(sigma=1.0), torch.zeros(3, 2))
+
+
+# --- calibrate_temperature ------------------------------------------------------------------------
+# V = |x|^2 / 2 (+ a constant) in d = 4: p_T = N(0, T I) and E_T[V] = d T / 2, so data drawn from N(0, s^2 I) have
+# the maximum-likelihood temperature T* = mean |x|^2 / d (about s^2). Its relative error from the
+# chains: 128 chains x 100 draws of V (sd sqrt(d/2) T) with autocorrelation time ~5 give ~0.5%, the
+# final bracket a factor 2^(1/64) (1.1%); the 5% tolerance covers both several times over.
+
+
+def _gaussian_data(s: float, n: int = 4000, d: int = 4, seed: int = 0) -> torch.Tensor:
+    return s * torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("start", [0.01, 1.0, 20.0])
+def test_calibrate_temperature_finds_the_maximum_likelihood_temperature(start):
+    V = ef.GaussianPotential(torch.zeros(4, dtype=torch.float64), torch.eye(4, dtype=torch.float64))
+    data = _gaussian_data(0.6)
+    expected = float(data.pow(2).sum(1).mean()) / 4  # the closed-form MLE, about 0.36
+    fit = calibrate_temperature(V, data, start=start, generator=torch.Generator().manual_seed(1))
+    assert fit.temperature == pytest.approx(expected, rel=0.05)
+    low, high = fit.bracket
+    assert low < fit.temperature < high and high / low == pytest.approx(2 ** (1 / 64), rel=1e-9)
+    # GaussianPotential is -log N(x | 0, I): |x|^2 / 2 + (d / 2) log(2 pi), so mean V = d T* / 2 + 2 log(2 pi)
+    assert fit.data_energy == pytest.approx(2 * expected + 2 * math.log(2 * math.pi), rel=1e-9)
+    assert len(fit.evaluations) >= 1 + 6 and all(0.3 < e[2] < 0.8 for e in fit.evaluations)
+    # negative control: data twice as spread out (variance x4) give a temperature 4x higher
+    wide = calibrate_temperature(V, _gaussian_data(1.2), start=start, generator=torch.Generator().manual_seed(1))
+    assert wide.temperature == pytest.approx(4 * expected, rel=0.1) and wide.temperature > 3 * fit.temperature
+
+
+def test_calibrate_temperature_refuses_what_it_cannot_fit():
+    V = ef.GaussianPotential(torch.zeros(2), torch.eye(2))
+    data = 0.5 * torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InvalidValueError, match="tempered"):
+        calibrate_temperature(V + ef.Prior(dist.Normal(0.0, 1.0)), data)
+    with pytest.raises(InvalidValueError, match="no temperature within"):
+        calibrate_temperature(V, data, start=1e3, max_doublings=2, num_warmup=10, num_steps=5)
+    with pytest.raises(InvalidValueError, match="num_chains"):
+        calibrate_temperature(V, data, num_chains=1)
+    with pytest.raises(InvalidValueError, match="start"):
+        calibrate_temperature(V, data, start=0.0)
+    with pytest.raises(InvalidTypeError, match="Field or an Energy"):
+        calibrate_temperature(lambda x: x.pow(2).sum(-1), data)
