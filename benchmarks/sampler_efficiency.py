@@ -31,10 +31,20 @@ draws are mapped back to the same state and through the same ``m.constrain``):
 - ``pyro_mixture``: two Gaussians of known scale 1, ordered means (``N(0, 5)`` pushed
   through ``OrderedTransform``: support ``ordered_vector``), weight ``w ~ Beta(2, 2)``,
   ``MixtureSameFamily`` likelihood over 100 fixed-seed points (35 % from N(-2, 1), 65 %
-  from N(2, 1)); columns w, mu[0], mu[1].
+  from N(2, 1)); columns w, mu[0], mu[1];
+- the four conjugate models of ``tests/energies/test_model.py`` (issue 10: "ESS per
+  second on these models against Pyro NUTS"), the same Pyro models, data recipes, seeds
+  and priors, written here with float64 data and prior parameters:
+  ``pyro_beta_binomial`` (p ~ Beta(2, 3), k = 1 of n = 3; column p),
+  ``pyro_normal_inverse_gamma`` (sigma2 ~ InvGamma(3, 4), mu ~ N(0, sigma2), 20 points
+  1.5 + 2 N(0, 1) from generator seed 0; columns sigma2, mu),
+  ``pyro_dirichlet_multinomial`` (theta ~ Dirichlet(1, 2, 3, 1.5), counts (3, 10, 4, 1);
+  the 3-D stick-breaking state, columns theta[0..3]) and ``pyro_linear_regression``
+  (sigma2 ~ InvGamma(2, 1), w | sigma2 ~ N(0, sigma2 I_3), y = X w + noise with X (30, 3),
+  w = (1, -2, 0.5), noise sd 0.7, generator seed 1; columns sigma2, w[0..2]).
 
-For these two NUTS's gradient evaluations are counted by a wrapper around the model that
-sees whether the traced latent values carry a gradient.
+For the Pyro models NUTS's gradient evaluations are counted by a wrapper around the model
+that sees whether the traced latent values carry a gradient.
 
 Methods:
 
@@ -43,7 +53,10 @@ Methods:
   jitter 0.2 per chain: every iteration costs the largest of the 256 counts, about
   1.2 x ``num_leapfrog`` gradient evaluations). The counts (5, 5, 20) were picked with
   ``--pilot`` (energyflow HMC alone, L in 5/10/20/40, 500 warm-up + 200 draws, pilot
-  seed 99, by min-ESS per gradient evaluation), not by the comparison with NUTS;
+  seed 99, by min-ESS per gradient evaluation), not by the comparison with NUTS; the
+  four conjugate models' counts by the same pilot (``--pilot --hmc-draws 200 --models
+  <the four>``; for a Pyro model the pilot's ESS is on the constrained columns, as in the
+  main run), the pilot table in ``benchmarks/README.md``;
 - energyflow ``MALA``: 256 chains, ``mass_matrix="diag"``, dual averaging to 0.574;
 - Pyro NUTS as a Pyro user runs it: ``NUTS(potential_fn=...)`` with Pyro's defaults
   (adapted step size and diagonal mass matrix, target 0.8, max tree depth 10, no JIT)
@@ -67,7 +80,13 @@ evaluations: for energyflow one evaluation is the batched gradient of all 256 ch
 R-hat (``pyro.ops.stats.split_gelman_rubin``) over the 256 chains (and over the NUTS
 chains), the pooled per-coordinate variance over the true variance on the Gaussian
 (should be ~1), and the largest |mean difference| / sd against NUTS's pooled draws on
-the other models.
+the other models. On the four conjugate models every method is also checked against the
+closed-form posterior (``exact_posterior``: Beta; Normal-Inverse-Gamma; Dirichlet;
+conjugate linear regression, sigma2 inverse gamma and w | sigma2 ~ N(wn, sigma2 Vn)):
+per constrained column the pooled mean and sd against the exact mean and sd, reported
+as the largest |mean - exact mean| / exact sd, the same over the Monte Carlo se
+(exact sd / sqrt(that column's ESS); a few units at most if the draws are right and the
+ESS is), and the range of sd / exact sd.
 
 Timing: wall clock of the sampler's ``run`` only (ESS and checks are computed outside
 the timed region); the sampling-only time of an energyflow run starts at the first
@@ -87,6 +106,8 @@ Run:
     .venv/bin/python benchmarks/sampler_efficiency.py --pilot --hmc-draws 200   # HMC num_leapfrog pilot only
     .venv/bin/python benchmarks/sampler_efficiency.py --models pyro_eight_schools pyro_mixture
         # a subset; the saved JSON's other models are kept (merged) when their settings match
+    .venv/bin/python benchmarks/sampler_efficiency.py --models pyro_beta_binomial pyro_normal_inverse_gamma \
+        pyro_dirichlet_multinomial pyro_linear_regression   # the conjugate models (about 7 minutes)
     .venv/bin/python benchmarks/sampler_efficiency.py --from-json benchmarks/results/sampler_efficiency.json
         # re-derive the rates and re-print the tables of a saved result (no sampling)
 
@@ -136,12 +157,17 @@ import energyflow as ef
 NAME = "sampler_efficiency"
 DTYPE = torch.float64
 CHAINS = 256
-PYRO_MODELS = ("pyro_eight_schools", "pyro_mixture")
+CONJUGATE = ("pyro_beta_binomial", "pyro_normal_inverse_gamma", "pyro_dirichlet_multinomial",
+             "pyro_linear_regression")  # closed-form posteriors: checked against them (exact_posterior)
+PYRO_MODELS = ("pyro_eight_schools", "pyro_mixture") + CONJUGATE
 MODELS = ("gaussian100", "eight_schools", "logistic") + PYRO_MODELS
 # Mean leapfrog steps per HMC iteration, chosen with --pilot (see the README); the Pyro
 # eight schools is eight_schools' unconstrained target and inherits its L; the mixture
-# (3-D, near-Gaussian posterior) was not piloted and takes the small models' 5.
-LEAPFROG = {"gaussian100": 5, "eight_schools": 5, "logistic": 20, "pyro_eight_schools": 5, "pyro_mixture": 5}
+# (3-D, near-Gaussian posterior) was not piloted and takes the small models' 5; the four
+# conjugate models' L are the pilot's best min ESS per grad eval (--pilot --hmc-draws 200).
+LEAPFROG = {"gaussian100": 5, "eight_schools": 5, "logistic": 20, "pyro_eight_schools": 5, "pyro_mixture": 5,
+            "pyro_beta_binomial": 5, "pyro_normal_inverse_gamma": 10, "pyro_dirichlet_multinomial": 10,
+            "pyro_linear_regression": 5}
 GOAL = 10.0
 
 
@@ -241,6 +267,121 @@ def pyro_mixture(x):
         pyro.sample("x", dist.MixtureSameFamily(dist.Categorical(probs=probs), dist.Normal(mu, 1.0)), obs=x)
 
 
+# Conjugate models with closed-form posteriors: those of tests/energies/test_model.py (same
+# Pyro models, data recipes, seeds and priors), written here with float64 data and prior
+# parameters (DTYPE), so that Pyro's own NUTS runs in float64 too.
+BB_A, BB_B, BB_K, BB_N = 2.0, 3.0, 1, 3  # Beta(a, b) prior, k successes in n trials
+NIG_M0, NIG_K0, NIG_A0, NIG_B0 = 0.0, 1.0, 3.0, 4.0  # sigma2 ~ InvGamma(a0, b0), mu ~ N(m0, sigma2 / k0)
+DM_ALPHA, DM_COUNTS = [1.0, 2.0, 3.0, 1.5], [3.0, 10.0, 4.0, 1.0]
+LR_A0, LR_B0 = 2.0, 1.0  # sigma2 ~ InvGamma(a0, b0); w | sigma2 ~ N(0, sigma2 I)
+
+
+def _c(v) -> torch.Tensor:
+    return torch.tensor(v, dtype=DTYPE)
+
+
+def pyro_beta_binomial(k):
+    import pyro
+    import pyro.distributions as dist
+
+    p = pyro.sample("p", dist.Beta(_c(BB_A), _c(BB_B)))
+    pyro.sample("k", dist.Binomial(BB_N, p), obs=k)
+
+
+def nig_data() -> torch.Tensor:
+    """20 points, 1.5 + 2 N(0, 1), generator seed 0 (the test's recipe, float64)."""
+    g = torch.Generator().manual_seed(0)
+    return 1.5 + 2.0 * torch.randn(20, generator=g, dtype=DTYPE)
+
+
+def pyro_normal_inverse_gamma(data):
+    import pyro
+    import pyro.distributions as dist
+
+    s2 = pyro.sample("sigma2", dist.InverseGamma(_c(NIG_A0), _c(NIG_B0)))
+    mu = pyro.sample("mu", dist.Normal(NIG_M0, (s2 / NIG_K0).sqrt()))
+    with pyro.plate("data", len(data)):
+        pyro.sample("x", dist.Normal(mu, s2.sqrt()), obs=data)
+
+
+def pyro_dirichlet_multinomial(alpha, counts):
+    import pyro
+    import pyro.distributions as dist
+
+    theta = pyro.sample("theta", dist.Dirichlet(alpha))
+    pyro.sample("c", dist.Multinomial(int(counts.sum()), theta), obs=counts)
+
+
+def lr_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """X (30, 3) ~ N(0, 1), y = X (1, -2, 0.5) + 0.7 N(0, 1), generator seed 1 (float64)."""
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(30, 3, generator=g, dtype=DTYPE)
+    y = X @ _c([1.0, -2.0, 0.5]) + 0.7 * torch.randn(30, generator=g, dtype=DTYPE)
+    return X, y
+
+
+def pyro_linear_regression(X, y):
+    import pyro
+    import pyro.distributions as dist
+
+    n, d = X.shape
+    s2 = pyro.sample("sigma2", dist.InverseGamma(_c(LR_A0), _c(LR_B0)))
+    w = pyro.sample("w", dist.Normal(torch.zeros(d, dtype=DTYPE), s2.sqrt().unsqueeze(-1)).to_event(1))
+    with pyro.plate("obs", n):  # (w * X).sum(-1): right-aligned, so it also runs for (B, 1, d) chains
+        pyro.sample("y", dist.Normal((w * X).sum(-1), s2.sqrt()), obs=y)
+
+
+def exact_posterior(name: str) -> dict[str, tuple[float, float]]:
+    """Closed-form posterior mean and sd of every constrained column of a conjugate model."""
+    def inv_gamma(a: float, b: float) -> tuple[float, float]:  # mean and sd of InvGamma(a, b), a > 2
+        return b / (a - 1), math.sqrt(b**2 / ((a - 1) ** 2 * (a - 2)))
+
+    if name == "pyro_beta_binomial":  # p | k ~ Beta(a + k, b + n - k)
+        A, B = BB_A + BB_K, BB_B + BB_N - BB_K
+        mean = A / (A + B)
+        return {"p": (mean, math.sqrt(mean * (1 - mean) / (A + B + 1)))}
+    if name == "pyro_normal_inverse_gamma":  # sigma2 ~ InvGamma(an, bn), mu | sigma2 ~ N(mn, sigma2 / kn)
+        x = nig_data()
+        n, xb = len(x), float(x.mean())
+        kn, an = NIG_K0 + n, NIG_A0 + n / 2
+        mn = (NIG_K0 * NIG_M0 + n * xb) / kn
+        bn = NIG_B0 + 0.5 * float(((x - xb) ** 2).sum()) + NIG_K0 * n * (xb - NIG_M0) ** 2 / (2 * kn)
+        return {"sigma2": inv_gamma(an, bn), "mu": (mn, math.sqrt(bn / (kn * (an - 1))))}
+    if name == "pyro_dirichlet_multinomial":  # theta | c ~ Dirichlet(alpha + c)
+        post = _c(DM_ALPHA) + _c(DM_COUNTS)
+        mean = post / post.sum()
+        sd = (mean * (1 - mean) / (post.sum() + 1)).sqrt()
+        return {f"theta[{i}]": (float(mean[i]), float(sd[i])) for i in range(len(post))}
+    if name == "pyro_linear_regression":  # sigma2 ~ InvGamma(an, bn), w | sigma2 ~ N(wn, sigma2 Vn)
+        X, y = lr_data()
+        n, d = X.shape
+        vn = torch.linalg.inv(torch.eye(d, dtype=DTYPE) + X.T @ X)
+        wn = vn @ X.T @ y
+        an = LR_A0 + n / 2
+        bn = LR_B0 + 0.5 * float(y @ y - wn @ torch.linalg.solve(vn, wn))
+        cov_w = bn / (an - 1) * vn  # marginal of w: multivariate t with 2 an dof, this covariance
+        out = {"sigma2": inv_gamma(an, bn)}
+        out.update({f"w[{i}]": (float(wn[i]), float(cov_w[i, i].sqrt())) for i in range(d)})
+        return out
+    raise ValueError(name)
+
+
+def exact_check(run: dict, names: list[str], exact: dict[str, tuple[float, float]]) -> dict:
+    """The pooled draws' per-column mean and sd against the closed form: the largest
+    |mean - exact mean| / exact sd, the same over its Monte Carlo se (exact sd / sqrt(that
+    column's ESS)), and the range of sd / exact sd."""
+    idx = [names.index(c) for c in exact]
+    mean, sd, ess = run["mean"][idx], run["sd"][idx], run["ess"][idx]
+    m0 = torch.tensor([exact[c][0] for c in exact], dtype=DTYPE)
+    s0 = torch.tensor([exact[c][1] for c in exact], dtype=DTYPE)
+    dev = (mean - m0).abs() / s0
+    ratio = sd / s0
+    return {"max_abs_mean_diff_over_sd_vs_exact": float(dev.max()),
+            "max_abs_mean_diff_column_vs_exact": list(exact)[int(dev.argmax())],
+            "max_abs_z_vs_exact": float((dev * ess.sqrt()).max()),
+            "sd_ratio_vs_exact": {"min": float(ratio.min()), "max": float(ratio.max())}}
+
+
 def pyro_spec(name: str):
     """The Pyro model function and its arguments."""
     if name == "pyro_eight_schools":
@@ -248,6 +389,14 @@ def pyro_spec(name: str):
         return pyro_eight_schools, (eight.y, eight.sigma)
     if name == "pyro_mixture":
         return pyro_mixture, (mixture_data(),)
+    if name == "pyro_beta_binomial":
+        return pyro_beta_binomial, (_c(float(BB_K)),)
+    if name == "pyro_normal_inverse_gamma":
+        return pyro_normal_inverse_gamma, (nig_data(),)
+    if name == "pyro_dirichlet_multinomial":
+        return pyro_dirichlet_multinomial, (_c(DM_ALPHA), _c(DM_COUNTS))
+    if name == "pyro_linear_regression":
+        return pyro_linear_regression, lr_data()
     raise ValueError(name)
 
 
@@ -450,7 +599,7 @@ def analyse(run: dict, true_var: torch.Tensor | None) -> dict:
         run["ess_min_column"] = names[int(ess.argmin())]
     run["rhat_max"] = float(split_gelman_rubin(d, 0, 1).max()) if d.shape[0] > 1 else None
     pooled = d.reshape(-1, d.shape[-1])
-    run["mean"], run["sd"] = pooled.mean(0), pooled.std(0)
+    run["mean"], run["sd"], run["ess"] = pooled.mean(0), pooled.std(0), ess  # dropped before the JSON
     if true_var is not None:
         r = pooled.var(0) / true_var
         run["var_ratio"] = {"min": float(r.min()), "median": float(r.median()), "max": float(r.max())}
@@ -487,7 +636,10 @@ def pilot(args) -> None:
         energy, dim, true_var = make_model(name)
         field = ef.compile(energy)
         for L in (5, 10, 20, 40):
-            r = analyse(ef_run("HMC", energy, field, dim, 99, warmup, draws, L), true_var)
+            r = ef_run("HMC", energy, field, dim, 99, warmup, draws, L)
+            if name in PYRO_MODELS:  # the main run's ESS: on the constrained columns
+                r["draws"], r["columns"] = constrained(energy, r["draws"])
+            r = analyse(r, true_var)
             rows.append([name, L, r["wall_s"], r["ess_min"], r["ess_median"], r["grad_evals"], r["ess_per_grad"],
                          r["ess_per_s"], r["acceptance"], r["step_size"], r["divergences"]])
             print(rows[-1], flush=True)
@@ -561,6 +713,7 @@ def main(argv: list[str] | None = None) -> dict:
         field = ef.compile(energy)
         L = LEAPFROG[name]
         pyro_model = name in PYRO_MODELS
+        exact = exact_posterior(name) if name in CONJUGATE else None
 
         def nuts(seed: int, warmup: int, draws: int, chains: int) -> dict:
             if pyro_model:
@@ -585,8 +738,12 @@ def main(argv: list[str] | None = None) -> dict:
                     out = nuts(seed, args.nuts_warmup, args.nuts_draws, args.nuts_chains)
                 if pyro_model:  # ESS and checks on the constrained values (outside the timers)
                     out["draws"], out["columns"] = constrained(energy, out["draws"])
+                names = out.get("columns")
                 out["seed"] = seed
-                runs[method].append(analyse(out, true_var))  # outside the run's own timer
+                res = analyse(out, true_var)  # outside the run's own timer
+                if name in CONJUGATE:
+                    res.update(exact_check(res, names, exact))
+                runs[method].append(res)
                 print(f"  {name} {method} seed {seed}: {out['wall_s']:.1f} s, min ESS {out['ess_min']:.0f}",
                       flush=True)
             return fn
@@ -603,7 +760,7 @@ def main(argv: list[str] | None = None) -> dict:
     for runs in results.values():
         for rs in runs.values():
             for r in rs:
-                r.pop("mean"), r.pop("sd")
+                r.pop("mean"), r.pop("sd"), r.pop("ess")
     env = env_info(torch.get_num_threads())
     try:
         import pyro
@@ -680,18 +837,26 @@ def report(results: dict[str, dict[str, list[dict]]], meta: dict, write: bool = 
             s = {k: med(rs, k) for k in ("wall_s", "sampling_s", "ess_min", "ess_median", "ess_per_s",
                                          "ess_per_s_sampling", "grad_evals", "per_chain_grads", "ess_per_grad",
                                          "ess_per_chain_grad", "ess_per_chain_grad_sampling", "acceptance", "divergences", "step_size",
-                                         "rhat_max", "grads_per_draw", "max_abs_mean_diff_over_sd_vs_nuts")}
+                                         "rhat_max", "grads_per_draw", "max_abs_mean_diff_over_sd_vs_nuts",
+                                         "max_abs_mean_diff_over_sd_vs_exact", "max_abs_z_vs_exact")}
             if "var_ratio" in rs[0]:
                 s["var_ratio_min"] = med([r["var_ratio"] for r in rs], "min")
                 s["var_ratio_max"] = med([r["var_ratio"] for r in rs], "max")
+            if "sd_ratio_vs_exact" in rs[0]:
+                s["sd_ratio_vs_exact_min"] = med([r["sd_ratio_vs_exact"] for r in rs], "min")
+                s["sd_ratio_vs_exact_max"] = med([r["sd_ratio_vs_exact"] for r in rs], "max")
             summary[name][m] = s
             cfg = config[m] % LEAPFROG[name] if "%d" in config[m] else config[m]
             rows.append([name, m, cfg, s["wall_s"], s["sampling_s"], s["ess_min"], s["ess_median"], s["ess_per_s"],
                          s["ess_per_s_sampling"], int(s["grad_evals"]), int(s["per_chain_grads"]), s["ess_per_grad"],
                          s["ess_per_chain_grad"], s["acceptance"], s["divergences"], s["step_size"]])
             vr = (f"{s['var_ratio_min']:.3f} .. {s['var_ratio_max']:.3f}" if "var_ratio_min" in s else "")
+            ex = s["max_abs_mean_diff_over_sd_vs_exact"]
+            sr = (f"{s['sd_ratio_vs_exact_min']:.3f} .. {s['sd_ratio_vs_exact_max']:.3f}"
+                  if "sd_ratio_vs_exact_min" in s else "")
             check_rows.append([name, m, "" if s["rhat_max"] is None else s["rhat_max"], vr,
-                               s["max_abs_mean_diff_over_sd_vs_nuts"], s["grads_per_draw"]])
+                               s["max_abs_mean_diff_over_sd_vs_nuts"], "" if ex is None else ex,
+                               "" if ex is None else s["max_abs_z_vs_exact"], sr, s["grads_per_draw"]])
         nuts = summary[name]["Pyro NUTS"]
         for m in METHODS[:2]:
             e = summary[name][m]
@@ -709,7 +874,9 @@ def report(results: dict[str, dict[str, list[dict]]], meta: dict, write: bool = 
                           "ESS per per-chain gradient ratio (sampling)", f">= {GOAL:g}x (total ESS/s)"], ratio_rows))
     print("\n## Checks\n")
     print(markdown_table(["model", "method", "max split R-hat", "var / true var (min .. max)",
-                          "max |mean - NUTS mean| / sd", "grad evals per iteration (sampling)"], check_rows))
+                          "max |mean - NUTS mean| / sd", "max |mean - exact| / exact sd",
+                          "max |mean - exact| / MC se", "sd / exact sd (min .. max)",
+                          "grad evals per iteration (sampling)"], check_rows))
     print(f"\ntotal {meta['total_s']:.0f} s")
 
     payload = {
