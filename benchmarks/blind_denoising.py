@@ -8,9 +8,9 @@ reconstructed by
 
 - ``blind``: ``inverse.blind_denoise``: the guided Energy Matching Langevin of the run
   (Heun, dt and eps(t) of the run, to ``--t-end``) on the joint state (x, log sigma), then
-  MALA at eps_max on the whole model (``--mala-warmup`` iterations adapting step size and a
-  diagonal mass matrix, ``--samples`` iterations, every ``--thin``-th kept); ``--chains``
-  chains per digit;
+  ``--refine`` (HMC, 10 leapfrog steps, by default; or MALA) at eps_max on the whole model
+  (``--refine-warmup`` iterations adapting step size and a diagonal mass matrix, ``--samples``
+  iterations, every ``--thin``-th kept); ``--chains`` chains per digit;
 - ``known``: the same posterior and sampler with sigma conditioned on its true value
   (``blind_denoise(..., known_sigma=sigma)``, ``pyro.poutine.condition``): the
   comparison the target is stated against;
@@ -29,7 +29,9 @@ Reported per noise level: the posterior mean of sigma and its 90% central interv
 (averaged over digits), the fraction of digits whose interval covers the truth, PSNR
 (dB, whole image) of the posterior-mean image for all three and of the measurement,
 and, as a diagnostic of the prior, the mean V of the true digits against the mean V of
-the blind posterior draws.
+the blind posterior draws. Convergence: the largest split R-hat of sigma over the digits
+(``pyro.ops.stats.split_gelman_rubin`` on each digit's chains) and sigma's mean over five
+consecutive blocks of the kept draws (a drift shows there).
 
 The model is the run ``digits_quality.py`` keeps (``runs/bench/digits_em``); with
 ``--train-if-missing`` it is trained first with the same settings (phase 1 + phase 2
@@ -57,9 +59,10 @@ else:  # imported as benchmarks.blind_denoising
     from .digits_quality import DEFAULT_RUN_DIR, digits_config
 
 import torch
+from pyro.ops.stats import split_gelman_rubin
 
 from energyflow import plotting
-from energyflow.inverse import blind_denoise, make_task, plot_blind_denoising, solve
+from energyflow.inverse import REFINERS, blind_denoise, make_task, plot_blind_denoising, solve
 from energyflow.likelihood import calibrate_temperature
 from energyflow.metrics import psnr
 from energyflow.training import Trainer
@@ -89,8 +92,8 @@ def run_level(sigma: float, potential, cfg, domain, args, prior_temperature: flo
     t0 = time.perf_counter()
     solved = solve(potential, task, y, sampler, chains=args.chains, generator=torch.Generator().manual_seed(args.seed + 1))
     t_solve = time.perf_counter() - t0
-    settings = dict(chains=args.chains, num_warmup=args.mala_warmup, num_samples=args.samples, thin=args.thin,
-                    prior_temperature=prior_temperature)
+    settings = dict(chains=args.chains, num_warmup=args.refine_warmup, num_samples=args.samples, thin=args.thin,
+                    prior_temperature=prior_temperature, refine=args.refine)
     t0 = time.perf_counter()
     blind = blind_denoise(potential, y, sampler, generator=torch.Generator().manual_seed(args.seed + 1), **settings)
     t_blind = time.perf_counter() - t0
@@ -100,6 +103,10 @@ def run_level(sigma: float, potential, cfg, domain, args, prior_temperature: flo
     t_known = time.perf_counter() - t0
     interval = blind.sigma_interval(0.9)
     covered = (interval[:, 0] <= sigma) & (sigma <= interval[:, 1])
+    per_chain = blind.sigma.reshape(blind.sigma.shape[0], args.chains, -1)  # (N, chains, draws): chain-major
+    rhat = max(float(split_gelman_rubin(per_chain[i].double(), chain_dim=0, sample_dim=1)) for i in range(len(per_chain)))
+    # sigma averaged over digits and chains in 5 consecutive blocks of draws: a drift shows here
+    trace = [float(v) for v in per_chain.mean((0, 1))[: per_chain.shape[2] // 5 * 5].reshape(5, -1).mean(1)]
     with torch.no_grad():
         v_truth = float(potential(truth).mean())
         v_draws = float(potential(blind.samples.reshape(-1, *truth.shape[1:])).mean())
@@ -123,8 +130,10 @@ def run_level(sigma: float, potential, cfg, domain, args, prior_temperature: flo
         "psnr_measurement": float(psnr(y.clamp(-1, 1), truth).mean()),
         "V_truth": v_truth,
         "V_blind_draws": v_draws,
-        "mala_acceptance": blind.refinement.mean_acceptance if blind.refinement is not None else None,
-        "mala_step_size": blind.refinement.info["step_size"] if blind.refinement is not None else None,
+        "refinement_acceptance": blind.refinement.mean_acceptance if blind.refinement is not None else None,
+        "refinement_step_size": blind.refinement.info["step_size"] if blind.refinement is not None else None,
+        "sigma_split_rhat_max": rhat,
+        "sigma_trace_blocks": trace,
         "draws_per_image": int(blind.sigma.shape[1]),
         "seconds_blind": t_blind,
         "seconds_known": t_known,
@@ -140,10 +149,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.1, 0.2, 0.4], help="true noise levels")
     parser.add_argument("--num-images", type=int, default=None, help="held-out digits per level (full 16, quick 4)")
     parser.add_argument("--chains", type=int, default=8, help="chains per digit (8)")
-    parser.add_argument("--mala-warmup", dest="mala_warmup", type=int, default=None,
-                        help="MALA warm-up iterations (full 300, quick 100)")
-    parser.add_argument("--samples", type=int, default=None, help="MALA iterations after warm-up (full 600, quick 100)")
-    parser.add_argument("--thin", type=int, default=None, help="keep every thin-th MALA iteration (full 12, quick 2)")
+    parser.add_argument("--refine", choices=sorted(REFINERS), default="hmc", help="refinement kernel (hmc)")
+    parser.add_argument("--refine-warmup", dest="refine_warmup", type=int, default=None,
+                        help="refinement warm-up iterations (full 300, quick 100)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="refinement iterations after warm-up (full 600, quick 100)")
+    parser.add_argument("--thin", type=int, default=None,
+                        help="keep every thin-th refinement iteration (full 12, quick 2)")
     parser.add_argument("--prior-temperature", dest="prior_temperature", default="auto",
                         help="auto (fit to the training digits), eps-max, or a number")
     parser.add_argument("--t-end", type=float, default=None, help="Langevin end time (default: the run's)")
@@ -152,11 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     q = args.quick
     args.num_images = args.num_images or (4 if q else 16)
-    args.mala_warmup = args.mala_warmup if args.mala_warmup is not None else (100 if q else 300)
+    args.refine_warmup = args.refine_warmup if args.refine_warmup is not None else (100 if q else 300)
     args.samples = args.samples if args.samples is not None else (100 if q else 600)
     args.thin = args.thin if args.thin is not None else (2 if q else 12)
     suffix = ("_quick" if q else "") + ("" if args.prior_temperature == "auto" else "_prior_" +
                                          str(args.prior_temperature).replace(".", "p").replace("-", "_"))
+    suffix += "" if args.refine == "hmc" else f"_{args.refine}"
     args.out = args.out if args.out is not None else RESULTS_DIR / (NAME + suffix)
     set_threads(args.threads)
     t_start = time.perf_counter()
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     t_end = args.t_end if args.t_end is not None else cfg.sample_t_end
 
     print(f"\n## Blind denoising ({args.num_images} held-out digits per level, {args.chains} chains each; guided EM "
-          f"Langevin dt={cfg.step_size:g} to t_end={t_end:g}, eps_max={cfg.eps_max:g}, then MALA {args.mala_warmup} warm-up + "
+          f"Langevin dt={cfg.step_size:g} to t_end={t_end:g}, eps_max={cfg.eps_max:g}, then "
+          f"{args.refine.upper()} {args.refine_warmup} warm-up + "
           f"{args.samples} iterations at eps_max, every {args.thin}th kept; prior temperature "
           f"{cfg.eps_max if prior_t is None else prior_t:.4g}; run {args.run_dir}; {torch.get_num_threads()} thread(s))\n")
     rows = []
@@ -189,13 +203,15 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append([r["sigma_true"], r["sigma_mean"], f"[{r['sigma_low']:.3f}, {r['sigma_high']:.3f}]",
                      f"{r['coverage']:.0%}", r["psnr_blind"], r["psnr_known"], gap,
                      "yes" if gap <= TARGET_PSNR_GAP_DB else "NO", r["psnr_solve"], r["psnr_measurement"],
-                     r["V_truth"], r["V_blind_draws"]])
+                     r["V_truth"], r["V_blind_draws"], r["sigma_split_rhat_max"],
+                     " ".join(f"{v:.3f}" for v in r["sigma_trace_blocks"])])
     print(markdown_table(["sigma true", "posterior mean", "90% interval (mean)", "covered", "PSNR blind dB",
                           "PSNR known dB", "gap dB", f"gap <= {TARGET_PSNR_GAP_DB}", "PSNR solve dB", "PSNR y dB",
-                          "V(truth)", "V(blind draws)"], rows))
+                          "V(truth)", "V(blind draws)", "max R-hat sigma", "sigma by block"], rows))
     print(f"\ntotal wall time {total_s:.0f} s")
     payload = {"name": NAME, "quick": q, "run_dir": str(args.run_dir), "num_images": args.num_images,
-               "chains": args.chains, "mala_warmup": args.mala_warmup, "samples": args.samples, "thin": args.thin,
+               "chains": args.chains, "refine": args.refine, "refine_warmup": args.refine_warmup,
+               "samples": args.samples, "thin": args.thin,
                "t_end": t_end, "seed": args.seed, "prior_temperature": cfg.eps_max if prior_t is None else prior_t,
                "prior_temperature_mode": args.prior_temperature,
                "temperature_fit": None if fit is None else {"bracket": list(fit.bracket), "data_energy": fit.data_energy,

@@ -437,9 +437,10 @@ def condition(
         help="Blind denoising (--task denoise): the sampler is not told --noise (the std the measurements are made "
              "with) and samples it with the image, sigma ~ HalfNormal(0.5); compared with the known-noise posterior.",
     ),
-    warmup: int = typer.Option(300, "--warmup", help="With --unknown-noise: MALA warm-up iterations at eps_max."),
-    samples: int = typer.Option(600, "--samples", help="With --unknown-noise: MALA iterations after the warm-up."),
-    thin: int = typer.Option(12, "--thin", help="With --unknown-noise: keep every thin-th MALA iteration as a draw."),
+    refine: str = typer.Option("hmc", "--refine", help="With --unknown-noise: the kernel at eps_max, hmc or mala."),
+    warmup: int = typer.Option(300, "--warmup", help="With --unknown-noise: warm-up iterations of the kernel at eps_max."),
+    samples: int = typer.Option(600, "--samples", help="With --unknown-noise: iterations after the warm-up."),
+    thin: int = typer.Option(12, "--thin", help="With --unknown-noise: keep every thin-th iteration as a draw."),
     prior_temperature: str = typer.Option(
         "auto", "--prior-temperature",
         help="With --unknown-noise: the prior's temperature: auto (fit exp(-V/T) to the training images by maximum "
@@ -456,8 +457,8 @@ def condition(
         raise InvalidValueError(f"--chains must be >= 1, got {chains}")
     _check_t_end(t_end)
     if unknown_noise:
-        _blind_condition(run, task, out, n_images, chains, noise, t_end, warmup, samples, thin, prior_temperature, seed,
-                         device)
+        _blind_condition(run, task, out, n_images, chains, noise, t_end, refine, warmup, samples, thin, prior_temperature,
+                         seed, device)
         return
     check_output_dir(out, "--out")
     report = condition_run(
@@ -478,16 +479,18 @@ def condition(
 
 
 def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int, noise: Optional[float],
-                     t_end: Optional[float], warmup: int, samples: int, thin: int, prior_temperature: str, seed: int,
-                     device: str) -> None:
+                     t_end: Optional[float], refine: str, warmup: int, samples: int, thin: int, prior_temperature: str,
+                     seed: int, device: str) -> None:
     """``condition --unknown-noise``: blind denoising, its table and its files."""
-    from energyflow.inverse import blind_condition_run, parse_prior_temperature
+    from energyflow.inverse import REFINERS, blind_condition_run, parse_prior_temperature
     from energyflow.outputs import check_output_dir
 
     if task.lower().replace("-", "_") != "denoise":
         raise InvalidValueError(f"--unknown-noise applies to --task denoise only, got --task {task}")
     if noise is not None and not (noise > 0 and math.isfinite(noise)):
         raise InvalidValueError(f"--noise must be a finite number > 0, got {noise}")
+    if refine not in REFINERS:
+        raise InvalidValueError(f"--refine must be one of {', '.join(REFINERS)}, got {refine!r}")
     if warmup < 0:
         raise InvalidValueError(f"--warmup must be >= 0, got {warmup}")
     if samples < 0:
@@ -503,7 +506,7 @@ def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int
     check_output_dir(out, "--out")
     report = blind_condition_run(str(run), str(out), num_images=n_images, chains=chains, noise=noise, t_end=t_end,
                                  num_warmup=warmup, num_samples=samples, thin=thin, prior_temperature=temperature,
-                                 seed=seed, device=device)
+                                 refine=refine, seed=seed, device=device)
     s = report.summary
     table = Table(title=f"blind denoising: {n_images} held-out images, true sigma {s['sigma_true']:g} (not told to the "
                         f"sampler), {s['draws_per_image']} draws each")

@@ -25,6 +25,7 @@ from energyflow.inverse import (
     plot_blind_denoising,
     solve,
 )
+from energyflow.likelihood import calibrate_temperature
 from energyflow.metrics import psnr
 from energyflow.schedule import ConstantSchedule, EnergyMatchingSchedule
 from energyflow.training import Trainer, resolve_config
@@ -80,12 +81,16 @@ def test_the_model_is_the_prior_plus_a_tempered_observation(gaussian_case):
     torch.testing.assert_close(_NoiseLikelihood(prior, yr)(x), -log_lik)
 
 
-@pytest.mark.parametrize("guidance, eps, c", [(False, EPS, C), (True, 0.01, 1.0)])
-def test_sigma_posterior_matches_the_integrated_answer(gaussian_case, guidance, eps, c):
+ACCEPTANCE = {"hmc": (0.7, 0.9), "mala": (0.45, 0.7)}  # adapted towards 0.8 (HMC) and 0.574 (MALA)
+
+
+@pytest.mark.parametrize("guidance, eps, c, refine", [(False, EPS, C, "hmc"), (True, 0.01, 1.0, "hmc"),
+                                                      (False, EPS, C, "mala")])
+def test_sigma_posterior_matches_the_integrated_answer(gaussian_case, guidance, eps, c, refine):
     """Posterior mean and 90% interval of sigma, and the posterior-mean image, against the grid.
 
-    32 chains x 200 MALA draws per image; the MALA chains' integrated autocorrelation on
-    log sigma is about 10 iterations here, so ~600 effective draws and a Monte Carlo sd of
+    32 chains x 200 draws per image; the MALA chains' integrated autocorrelation on log
+    sigma is about 10 iterations here (HMC's is shorter), so ~600 effective draws and a Monte Carlo sd of
     the mean of about 0.06 / sqrt(600) = 0.0025 (quantiles: ~0.004). The tolerances are
     4-5 of those; in development the errors were below 0.005. Guidance changes only where
     the MALA chains start, which must not change the answer. The transport's endpoint guess
@@ -97,10 +102,11 @@ def test_sigma_posterior_matches_the_integrated_answer(gaussian_case, guidance, 
     V, y = gaussian_case
     V = ef.GaussianPotential(torch.zeros(D), c * torch.eye(D))
     out = blind_denoise(V, y, _sampler(eps), chains=32, num_warmup=200, num_samples=200, guidance=guidance,
-                        generator=torch.Generator().manual_seed(1))
+                        refine=refine, generator=torch.Generator().manual_seed(1))
     assert out.samples.shape == (len(SIGMAS), 32 * 200, *SHAPE) and out.sigma.shape == (len(SIGMAS), 32 * 200)
     assert out.eps_max == pytest.approx(eps)
-    assert 0.45 < out.refinement.mean_acceptance < 0.7  # adapted towards MALA's 0.574
+    low, high = ACCEPTANCE[refine]
+    assert low < out.refinement.mean_acceptance < high
     interval = out.sigma_interval(0.9)
     for i in range(len(SIGMAS)):
         exact = _exact(y[i], eps, c)
@@ -160,6 +166,7 @@ def test_no_refinement_keeps_the_transport_states(gaussian_case):
     (dict(prior_temperature=0.0), "prior_temperature"),
     (dict(known_sigma=float("inf")), "known_sigma"),
     (dict(known_sigma=True), "known_sigma"),
+    (dict(refine="nuts"), "refine"),
 ])
 def test_bad_arguments_are_refused(gaussian_case, kwargs, needle):
     V, y = gaussian_case
@@ -201,6 +208,8 @@ def test_cli_refuses_bad_blind_denoising_input(tmp_path):
                              "--out", tmp_path / "c"), "--prior-temperature")
     assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--samples", "5", "--thin",
                              "6", "--out", tmp_path / "c"), "--thin")
+    assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--refine", "nuts",
+                             "--out", tmp_path / "c"), "--refine")
     assert_user_error(invoke("condition", missing, "--task", "denoise", "--unknown-noise", "--out", tmp_path / "c"))
 
 
@@ -212,6 +221,7 @@ def test_cli_blind_denoising_on_a_tiny_image_run(tmp_path):
     assert result.exit_code == 0, result.output
     result = invoke("condition", out, "--task", "denoise", "--unknown-noise", "--noise", "0.2", "--n-images", "2",
                     "--chains", "2", "--warmup", "5", "--samples", "5", "--thin", "1", "--prior-temperature", "0.5",
+                    "--refine", "mala",
                     "--t-end", "1.05", "--out", tmp_path / "blind")
     assert result.exit_code == 0, result.output
     assert "not told to the sampler" in result.output and "denoise_blind_sigma.png" in result.output
@@ -221,6 +231,7 @@ def test_cli_blind_denoising_on_a_tiny_image_run(tmp_path):
     report = json.loads((tmp_path / "blind" / "denoise_blind_metrics.json").read_text())
     assert report["summary"]["sigma_true"] == 0.2 and len(report["images"]) == 2
     assert report["summary"]["draws_per_image"] == 10 and report["summary"]["prior_temperature"] == 0.5
+    assert report["summary"]["refine"] == "mala"
     assert {"psnr_blind", "psnr_known", "psnr_solve"} <= set(report["images"][0])
     for name in ("denoise_blind.png", "denoise_blind_sigma.png"):
         assert (tmp_path / "blind" / name).stat().st_size > 0
@@ -230,23 +241,29 @@ def test_cli_blind_denoising_on_a_tiny_image_run(tmp_path):
 # Slow: blind denoising of held-out digits with a trained Energy Matching prior (issue 10).
 #
 # Trains the digits prior exactly as ``tests/domains/test_digits_inverse_slow.py`` does
-# (ConvPotential hidden 64, depth 2, 2,500 steps on 1 thread, about 4 min), measures 8
-# held-out digits at true noise 0.1 and 0.4 and runs ``inverse.blind_denoise`` (4 chains,
-# 60 + 60 MALA iterations).
+# (ConvPotential hidden 64, depth 2, 2,500 steps on 1 thread, about 4 min), fits the prior's
+# temperature to the training digits (``calibrate_temperature``), measures 8 held-out digits
+# at true noise 0.1 and 0.4 and samples three posteriors (8 chains each, HMC 200 + 300
+# iterations, every 6th kept): blind at the fitted temperature, the same with sigma known,
+# and blind at eps_max.
 #
 # What is asserted, and why:
 #
-# - the pipeline runs end to end on a trained network (shapes, finite draws, sigma > 0);
-# - sigma's posterior mean rises with the true noise level (0.58 -> 0.77 on the 500-step
-#   benchmark run, ``benchmarks/blind_denoising.py``);
-# - the issue's target (every 90% interval covers the truth; PSNR within 0.5 dB of the
-#   known-noise posterior) is an expected failure: under the tempered model the prior is
-#   ``exp(-V / eps_max)``, which on these runs prefers digits of lower V than the real ones
-#   (V of held-out digits about -17, of the posterior draws about -23: a factor e^60 at
-#   eps_max = 0.1), so the joint posterior explains the measurement by a "typical" digit plus
-#   a large sigma. The fast tests show the sampler is exact where the prior is calibrated.
+# - the HMC refinement mixes: the median over digits of sigma's split R-hat is below 1.1;
+# - sigma's posterior follows the noise (its mean at 0.4 is more than twice that at 0.1) and
+#   the blind posterior mean is within 0.5 dB PSNR of the known-sigma posterior's;
+# - negative control: at eps_max the prior is much sharper than the digits (the fitted
+#   temperature is more than twice eps_max) and sigma is overestimated at 0.1 (posterior
+#   mean above 0.2, intervals covering the truth for at most 3 of 8 digits);
+# - the issue's coverage target (90% intervals covering the truth, at least 6 of 8: P(fewer)
+#   = 0.04 for a calibrated posterior) is an expected failure: at the fitted temperature the
+#   prior is broader than the digits at the scale of single pixels (8x8 digits take 17 grey
+#   levels, half their pixels exactly -1), so x absorbs part of the noise and sigma is
+#   underestimated (posterior means 0.064 / 0.093 / 0.34 for 0.1 / 0.2 / 0.4 on the
+#   benchmark's prior, coverage 100% / 31% / 81%: the wide intervals still reach 0.1).
 
-SLOW_IMAGES, SLOW_CHAINS, SLOW_STEPS = 8, 4, 2500
+SLOW_IMAGES, SLOW_CHAINS, SLOW_STEPS = 8, 8, 2500
+SLOW_REFINE = dict(num_warmup=200, num_samples=300, thin=6)
 
 
 @pytest.fixture(scope="module")
@@ -273,32 +290,66 @@ def solved(trained):
     potential = trained.sampling_potential()
     truth = trained.domain.test_data()[:SLOW_IMAGES].float()
     sampler = sampler_for(trained.cfg, t_end=2.0)
-    out = {}
+    fit = calibrate_temperature(potential, trained.domain.train_data().float(), start=trained.cfg.eps_max,
+                                generator=torch.Generator().manual_seed(0))
+    print(f"\nfitted prior temperature {fit.temperature:.4g} (eps_max {trained.cfg.eps_max:g})")
+    out = {"fit": fit}
     for sigma in (0.1, 0.4):
         task = make_task("denoise", (1, 8, 8), noise=sigma)
         y = task.measure(truth, generator=torch.Generator().manual_seed(0))
-        blind = blind_denoise(potential, y, sampler, chains=SLOW_CHAINS, num_warmup=60, num_samples=60,
-                              generator=torch.Generator().manual_seed(1))
-        known = solve(potential, task, y, sampler, chains=SLOW_CHAINS, generator=torch.Generator().manual_seed(1))
-        out[sigma] = (blind, float(psnr(blind.mean, truth).mean()), float(psnr(known.mean, truth).mean()))
-        print(f"\nsigma {sigma}: posterior mean {float(blind.sigma_mean.mean()):.3f}, PSNR blind {out[sigma][1]:.2f} "
-              f"known {out[sigma][2]:.2f}")
+        runs = {}
+        for label, kwargs in (("blind", dict(prior_temperature=fit.temperature)),
+                              ("known", dict(prior_temperature=fit.temperature, known_sigma=sigma)),
+                              ("eps_max", {})):
+            runs[label] = blind_denoise(potential, y, sampler, chains=SLOW_CHAINS, generator=torch.Generator().manual_seed(1),
+                                        **SLOW_REFINE, **kwargs)
+        out[sigma] = {label: (r, float(psnr(r.mean, truth).mean())) for label, r in runs.items()}
+        print(f"sigma {sigma}: " + ", ".join(f"{k}: sigma {float(r.sigma_mean.mean()):.3f} covered {_covered(r, sigma)}/8 "
+                                             f"PSNR {p:.2f}" for k, (r, p) in out[sigma].items()))
     return out
 
 
+def _covered(blind, sigma: float) -> int:
+    interval = blind.sigma_interval(0.9)
+    return int(((interval[:, 0] <= sigma) & (sigma <= interval[:, 1])).sum())
+
+
 @pytest.mark.slow
-def test_blind_denoising_runs_on_a_trained_prior_and_tracks_the_noise(solved):
-    for blind, _, _ in solved.values():
-        assert blind.samples.shape == (SLOW_IMAGES, SLOW_CHAINS * 60, 1, 8, 8)
+def test_the_hmc_refinement_mixes_sigma(solved):
+    """Split R-hat of sigma per digit at the fitted temperature: the median below 1.1. Not every
+    digit: the benchmark's largest R-hat over 16 digits is 1.25-1.46 with these chain lengths
+    (one digit's chains settle on different images), and at eps_max one digit reaches 3.1."""
+    import statistics
+
+    from pyro.ops.stats import split_gelman_rubin
+
+    for sigma in (0.1, 0.4):
+        blind = solved[sigma]["blind"][0]
+        assert blind.samples.shape == (SLOW_IMAGES, SLOW_CHAINS * 50, 1, 8, 8)
         assert bool(torch.isfinite(blind.samples).all()) and bool((blind.sigma > 0).all())
-    assert float(solved[0.4][0].sigma_mean.mean()) > float(solved[0.1][0].sigma_mean.mean())
+        per_chain = blind.sigma.reshape(SLOW_IMAGES, SLOW_CHAINS, -1).double()
+        rhats = [float(split_gelman_rubin(c, chain_dim=0, sample_dim=1)) for c in per_chain]
+        assert statistics.median(rhats) < 1.1, (sigma, rhats)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="exp(-V/eps_max) of the trained prior favours lower-V digits than the real ones, so the "
-                          "joint posterior over-estimates sigma (see the module docstring)", strict=False)
-def test_the_issue_target_coverage_and_psnr(solved):
-    for sigma, (blind, psnr_blind, psnr_known) in solved.items():
-        interval = blind.sigma_interval(0.9)
-        assert bool(((interval[:, 0] <= sigma) & (sigma <= interval[:, 1])).all())
-        assert psnr_blind >= psnr_known - 0.5
+def test_sigma_follows_the_noise_and_the_psnr_matches_the_known_noise_posterior(solved):
+    low, high = (float(solved[s]["blind"][0].sigma_mean.mean()) for s in (0.1, 0.4))
+    assert high > 2 * low
+    for sigma in (0.1, 0.4):
+        assert solved[sigma]["blind"][1] >= solved[sigma]["known"][1] - 0.5
+
+
+@pytest.mark.slow
+def test_negative_control_the_eps_max_prior_overestimates_the_noise(solved):
+    assert solved["fit"].temperature > 2 * 0.1
+    blind = solved[0.1]["eps_max"][0]
+    assert float(blind.sigma_mean.mean()) > 0.2 and _covered(blind, 0.1) <= 3
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="at the fitted temperature the prior is broader than the digits at the pixel scale and sigma "
+                          "is underestimated at 0.1 (see the comment above)", strict=False)
+def test_the_issue_coverage_target_at_the_fitted_temperature(solved):
+    for sigma in (0.1, 0.4):
+        assert _covered(solved[sigma]["blind"][0], sigma) >= 6
