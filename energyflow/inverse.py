@@ -430,8 +430,8 @@ def _mala_refiner(step_size: float, num_warmup: int, num_samples: int, temperatu
 
 
 # Leapfrog steps of the blind-denoising HMC refinement: on the 65-D digits posterior (x, log sigma)
-# 10 steps at the adapted step size (about 0.04) decorrelate log sigma within a few iterations,
-# where MALA's trace of sigma was still drifting after 2,500 iterations (issue 10's closing note).
+# 10 steps at the adapted step size (about 0.04) keep sigma's block means flat after a few hundred
+# iterations, where MALA's trace of sigma was still drifting after 2,500 (issue 10's closing note).
 BLIND_HMC_LEAPFROG = 10
 
 # The refinement kernels of :func:`blind_denoise`: name -> (step size, warm-up, iterations, temperature) -> sampler.
@@ -621,7 +621,9 @@ def blind_denoise(
        then ``num_samples`` iterations, every ``thin``-th kept. On trained digit priors
        MALA's sigma was still drifting after 2,500 iterations (log sigma is strongly
        coupled to the residual, a direction random-walk proposals cross slowly); HMC's
-       trace is flat after a few hundred.
+       block means of sigma are flat after a few hundred, though where sigma's posterior
+       piles up near 0 its split R-hat stays at 1.3-1.5 (``benchmarks/blind_denoising.py``
+       reports both).
 
     Args:
         potential: the learned potential V, ``(N, *event) -> (N,)`` (e.g. ``Potential(net)``).
