@@ -1,11 +1,14 @@
-"""The graph domain (issue 11), being built: so far its data sets (:mod:`.data`).
+"""The graph domain (issue 11), being built: its data sets and dense states so far.
 
-``energyflow.domains.graph.data`` generates the community_small, grid, sbm and planar
-data sets offline from documented recipes and fixed seeds, split as their papers split
-them. The domain itself (dense padded states, the PyG potential, the metrics) is not
-registered yet.
+* :mod:`.data` generates the community_small, grid, sbm and planar data sets offline from
+  documented recipes and fixed seeds, split as their papers split them;
+* :mod:`.convert` pads graphs into dense states (adjacency ``(B, N, N)``, mask ``(B, N)``),
+  decodes them by a threshold, and converts to and from PyG ``Data``.
+
+The domain itself (the PyG potential, the metrics, the registry entry) is not built yet.
 """
 
+from energyflow.domains.graph.convert import dense_to_graphs, from_pyg, graphs_to_dense, to_pyg
 from energyflow.domains.graph.data import GRAPH_DATASETS, GraphSplit, load_graphs
 
-__all__ = ["GRAPH_DATASETS", "GraphSplit", "load_graphs"]
+__all__ = ["GRAPH_DATASETS", "GraphSplit", "dense_to_graphs", "from_pyg", "graphs_to_dense", "load_graphs", "to_pyg"]
