@@ -3,9 +3,11 @@
 * :mod:`.data` generates the community_small, grid, sbm and planar data sets offline from
   documented recipes and fixed seeds, split as their papers split them;
 * :mod:`.convert` pads graphs into dense states (adjacency ``(B, N, N)``, mask ``(B, N)``),
-  decodes them by a threshold, and converts to and from PyG ``Data``.
+  decodes them by a threshold, and converts to and from PyG ``Data``;
+* :mod:`.networks` holds the default potential, dense GIN layers of PyG on the relaxed
+  adjacency (imported on use: it needs ``torch_geometric``).
 
-The domain itself (the PyG potential, the metrics, the registry entry) is not built yet.
+The domain itself (its metrics and the registry entry) is not built yet.
 """
 
 from energyflow.domains.graph.convert import dense_to_graphs, from_pyg, graphs_to_dense, to_pyg

@@ -1,0 +1,70 @@
+"""The default graph potential: permutation invariance, padding, symmetric masked gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from energyflow.domains.graph.convert import graphs_to_dense
+from energyflow.domains.graph.data import load_graphs
+from energyflow.domains.graph.networks import DenseGINPotential
+from energyflow.errors import InvalidValueError
+
+
+@pytest.fixture(scope="module")
+def batch():
+    torch.manual_seed(0)
+    A, mask = graphs_to_dense(load_graphs("community_small", seed=0).test[:6], max_nodes=20, dtype=torch.float64)
+    A = A + 0.1 * torch.rand(A.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))  # relaxed
+    return A, mask.bool()
+
+
+def _net():
+    torch.manual_seed(0)
+    return DenseGINPotential(hidden=16, depth=2).double()
+
+
+def test_node_permutations_leave_the_energy_unchanged(batch):
+    A, mask = batch
+    net = _net()
+    e = net({"adj": A, "mask": mask})
+    g = torch.Generator().manual_seed(2)
+    for b in range(A.shape[0]):
+        n = int(mask[b].sum())
+        perm = torch.cat([torch.randperm(n, generator=g), torch.arange(n, A.shape[1])])  # real nodes stay first
+        Ap = A[b][perm][:, perm].unsqueeze(0)
+        torch.testing.assert_close(net({"adj": Ap, "mask": mask[b:b + 1]}), e[b:b + 1])
+    # negative control: changing one edge between real nodes changes the energy
+    B = A.clone()
+    B[0, 0, 1] = B[0, 1, 0] = 1.0 - B[0, 0, 1]
+    assert not torch.allclose(net({"adj": B, "mask": mask})[0], e[0])
+
+
+def test_padding_and_entries_outside_the_graph_do_not_matter(batch):
+    A, mask = batch
+    net = _net()
+    e = net({"adj": A, "mask": mask})
+    big = torch.zeros(A.shape[0], 30, 30, dtype=A.dtype)
+    big[:, :20, :20] = A
+    big_mask = torch.zeros(A.shape[0], 30, dtype=torch.bool)
+    big_mask[:, :20] = mask
+    junk = big + (1 - (big_mask.unsqueeze(1) & big_mask.unsqueeze(2)).double()) * 3.0  # garbage on padding
+    torch.testing.assert_close(net({"adj": junk, "mask": big_mask}), e)
+
+
+def test_the_gradient_in_the_adjacency_is_symmetric_and_masked(batch):
+    A, mask = batch
+    net = _net()
+    adj = A.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net({"adj": adj, "mask": mask}).sum(), adj)
+    torch.testing.assert_close(grad, grad.transpose(1, 2))
+    pair = (mask.unsqueeze(1) & mask.unsqueeze(2)).double()
+    assert bool((grad * (1 - pair) == 0).all()) and bool((torch.diagonal(grad, dim1=1, dim2=2) == 0).all())
+    assert float(grad.abs().sum()) > 0
+
+
+def test_bad_states_and_settings_are_refused():
+    with pytest.raises(InvalidValueError, match="adj"):
+        _net()(torch.zeros(2, 3, 3))
+    with pytest.raises(InvalidValueError, match="depth"):
+        DenseGINPotential(depth=0)
