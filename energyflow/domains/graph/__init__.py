@@ -5,9 +5,11 @@
 * :mod:`.convert` pads graphs into dense states (adjacency ``(B, N, N)``, mask ``(B, N)``),
   decodes them by a threshold, and converts to and from PyG ``Data``;
 * :mod:`.networks` holds the default potential, dense GIN layers of PyG on the relaxed
-  adjacency (imported on use: it needs ``torch_geometric``).
+  adjacency (imported on use: it needs ``torch_geometric``);
+* :mod:`.metrics` has degree and clustering histograms and the MMD² of the field's two
+  kernel conventions (GDSS's Gaussian EMD, SPECTRE's Gaussian total variation).
 
-The domain itself (its metrics and the registry entry) is not built yet.
+Not built yet: orbit counts, spectra, V.U.N., the domain class and its registry entry.
 """
 
 from energyflow.domains.graph.convert import dense_to_graphs, from_pyg, graphs_to_dense, to_pyg
