@@ -62,8 +62,7 @@ import torch
 from pyro.ops.stats import split_gelman_rubin
 
 from energyflow import plotting
-from energyflow.inverse import REFINERS, blind_denoise, make_task, plot_blind_denoising, solve
-from energyflow.likelihood import calibrate_temperature
+from energyflow.inverse import REFINERS, blind_denoise, make_task, plot_blind_denoising, resolve_prior_temperature, solve
 from energyflow.metrics import psnr
 from energyflow.training import Trainer
 from energyflow.training.run import load_potential, sampler_for
@@ -176,18 +175,12 @@ def main(argv: list[str] | None = None) -> dict:
     ensure_run(args.run_dir, args.train_if_missing)
     potential, cfg, domain = load_potential(args.run_dir)
     args.out.mkdir(parents=True, exist_ok=True)
-    fit = None
-    if args.prior_temperature == "auto":
-        t0 = time.perf_counter()
-        fit = calibrate_temperature(potential, domain.train_data().float(), start=cfg.eps_max,
-                                    generator=torch.Generator().manual_seed(args.seed))
-        prior_t = fit.temperature
+    t0 = time.perf_counter()
+    prior_t, fit = resolve_prior_temperature(args.prior_temperature, potential, domain, cfg.eps_max,
+                                             generator=torch.Generator().manual_seed(args.seed))
+    if fit is not None:
         print(f"prior temperature fitted to the training digits: {prior_t:.4g} (bracket {fit.bracket[0]:.4g}-"
               f"{fit.bracket[1]:.4g}; eps_max {cfg.eps_max:g}; {time.perf_counter() - t0:.0f} s)", flush=True)
-    elif args.prior_temperature in ("eps-max", "eps_max"):
-        prior_t = None
-    else:
-        prior_t = float(args.prior_temperature)
     results = {f"{s:g}": run_level(s, potential, cfg, domain, args, prior_t) for s in args.sigmas}
     total_s = time.perf_counter() - t_start
     t_end = args.t_end if args.t_end is not None else cfg.sample_t_end
@@ -214,8 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
                "samples": args.samples, "thin": args.thin,
                "t_end": t_end, "seed": args.seed, "prior_temperature": cfg.eps_max if prior_t is None else prior_t,
                "prior_temperature_mode": args.prior_temperature,
-               "temperature_fit": None if fit is None else {"bracket": list(fit.bracket), "data_energy": fit.data_energy,
-                                                            "evaluations": [list(e) for e in fit.evaluations]},
+               "temperature_fit": None if fit is None else fit.to_dict(),
                "results": results, "config": cfg.to_dict(), "total_seconds": total_s,
                "env": env_info(torch.get_num_threads())}
     if not args.no_json:

@@ -836,6 +836,30 @@ def parse_prior_temperature(value: float | str) -> float | str:
     return float(value)
 
 
+def resolve_prior_temperature(mode: float | str, potential, domain, eps_max: float,
+                              generator: torch.Generator | None = None):
+    """The prior temperature a mode of :func:`parse_prior_temperature` asks for.
+
+    Args:
+        mode (float | str): ``"auto"``, ``"eps_max"`` or a number (strings are parsed).
+        potential: the learned potential V.
+        domain: the run's domain; ``"auto"`` fits to ``domain.train_data()``.
+        eps_max (float): the run's eps_max, where the fit starts.
+        generator (torch.Generator | None): randomness of the fit's chains.
+
+    Returns:
+        tuple[float | None, TemperatureFit | None]: the temperature for
+        :func:`blind_denoise` (None: eps_max) and the fit when one was made.
+    """
+    from energyflow.likelihood import calibrate_temperature
+
+    mode = parse_prior_temperature(mode)
+    if mode == "auto":
+        fit = calibrate_temperature(potential, domain.train_data().float(), start=eps_max, generator=generator)
+        return fit.temperature, fit
+    return (None if mode == "eps_max" else float(mode)), None
+
+
 @attrs.frozen(eq=False)
 class BlindReport:
     """What :func:`blind_condition_run` measured and wrote.
@@ -893,7 +917,6 @@ def blind_condition_run(
     from pathlib import Path
 
     from energyflow import plotting
-    from energyflow.likelihood import calibrate_temperature
     from energyflow.training.build import resolve_device
     from energyflow.training.run import load_potential, sampler_for
 
@@ -911,13 +934,8 @@ def blind_condition_run(
     dev = resolve_device(device)
     y = task.measure(truth, generator=torch.Generator().manual_seed(seed))
     sampler = sampler_for(cfg, t_end=t_end)
-    fit = None
-    if temperature_mode == "auto":
-        fit = calibrate_temperature(potential, domain.train_data().float(), start=cfg.eps_max,
-                                    generator=torch.Generator(dev).manual_seed(seed))
-        temperature = fit.temperature
-    else:
-        temperature = None if temperature_mode == "eps_max" else float(temperature_mode)
+    temperature, fit = resolve_prior_temperature(temperature_mode, potential, domain, cfg.eps_max,
+                                                 generator=torch.Generator(dev).manual_seed(seed))
     solved = solve(potential, task, y, sampler, chains=chains, generator=torch.Generator(dev).manual_seed(seed + 1))
     settings = dict(chains=chains, num_warmup=num_warmup, num_samples=num_samples, thin=thin,
                     prior_temperature=temperature, refine=refine)
@@ -943,8 +961,7 @@ def blind_condition_run(
         "psnr_blind": float(psnr_blind.mean()), "psnr_known": float(psnr_known.mean()),
         "psnr_solve": float(psnr_solve.mean()), "prior_temperature": blind.prior_temperature,
         "prior_temperature_mode": temperature_mode if isinstance(temperature_mode, str) else "fixed",
-        "temperature_fit": None if fit is None else {"bracket": list(fit.bracket), "data_energy": fit.data_energy,
-                                                     "evaluations": [list(e) for e in fit.evaluations]},
+        "temperature_fit": None if fit is None else fit.to_dict(),
         "num_images": num_images, "chains": chains, "draws_per_image": int(blind.sigma.shape[1]),
         "eps_max": blind.eps_max, "t_end": sampler.t_start + sampler.steps * sampler.step_size,
         "num_warmup": num_warmup, "num_samples": num_samples, "thin": thin, "refine": refine,

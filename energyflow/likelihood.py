@@ -573,6 +573,11 @@ class TemperatureFit:
     evaluations: list
     num_chains: int
 
+    def to_dict(self) -> dict:
+        """The fit as JSON-ready values (what reports store beside their results)."""
+        return {"temperature": self.temperature, "bracket": list(self.bracket), "data_energy": self.data_energy,
+                "evaluations": [list(e) for e in self.evaluations], "num_chains": self.num_chains}
+
 
 def calibrate_temperature(
     field: Field | Energy,

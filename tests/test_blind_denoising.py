@@ -23,6 +23,7 @@ from energyflow.inverse import (
     blind_denoising_model,
     make_task,
     plot_blind_denoising,
+    resolve_prior_temperature,
     solve,
 )
 from energyflow.likelihood import calibrate_temperature
@@ -144,6 +145,23 @@ def test_a_known_sigma_is_conditioned_on_not_sampled(gaussian_case):
     assert bool((out.sigma == 0.3).all()) and out.refinement.samples.shape == (len(SIGMAS) * 32, D)
     shrink = EPS * C / (EPS * C + 0.3**2)
     torch.testing.assert_close(out.mean.double(), shrink * y.double(), atol=0.02, rtol=0)
+
+
+def test_prior_temperature_modes_resolve_through_one_helper():
+    """auto fits to the domain's training data (N(0, 0.25 I) under V = |x|^2 / 2: T* = 0.25 within the
+    fit's 5% tolerance of tests/test_likelihood.py), eps_max gives None, numbers pass through."""
+    V = ef.GaussianPotential(torch.zeros(4), torch.eye(4))
+
+    class Data:
+        def train_data(self):
+            return 0.5 * torch.randn(2000, 4, generator=torch.Generator().manual_seed(0))
+
+    t, fit = resolve_prior_temperature("auto", V, Data(), 0.1, generator=torch.Generator().manual_seed(1))
+    assert t == fit.temperature == pytest.approx(0.25, rel=0.05) and fit.to_dict()["temperature"] == t
+    assert resolve_prior_temperature("eps-max", V, Data(), 0.1) == (None, None)
+    assert resolve_prior_temperature("0.3", V, Data(), 0.1) == (0.3, None)
+    with pytest.raises(InvalidValueError, match="prior temperature"):
+        resolve_prior_temperature("hot", V, Data(), 0.1)
 
 
 def test_no_refinement_keeps_the_transport_states(gaussian_case):
