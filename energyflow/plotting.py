@@ -37,6 +37,7 @@ from energyflow.errors import InvalidTypeError, InvalidValueError
 __all__ = [
     "new_figure",
     "plot_energy_landscape",
+    "plot_graph_grid",
     "plot_image_grid",
     "plot_loss_curves",
     "plot_samples",
@@ -373,6 +374,58 @@ def plot_image_grid(images: Tensor, nrow: int = 8, padding: int = 2, title: str 
     ax.set_axis_off()
     if title is not None:
         ax.set_title(title)
+    return fig
+
+
+def plot_graph_grid(rows: Sequence[tuple[str, Sequence[Any]]], ncol: int = 8, seed: int = 0) -> Figure:
+    """Drawn graphs in labelled blocks of rows (samples above, data below, ...).
+
+    Each graph is drawn with a spring layout (seeded, so a figure is reproducible), its
+    node and edge counts in the panel's title.
+
+    Args:
+        rows: ``(label, graphs)`` pairs; each block of ``networkx`` graphs starts a new
+            row and is labelled on its first panel.
+        ncol (int): panels per row.
+        seed (int): seed of the spring layouts.
+
+    Returns:
+        Figure: the grid.
+
+    Example:
+        >>> import networkx as nx
+        >>> fig = plot_graph_grid([("a", [nx.path_graph(3)]), ("b", [nx.cycle_graph(4), nx.star_graph(3)])], ncol=2)
+        >>> len([ax for ax in fig.axes if ax.get_visible()])
+        3
+    """
+    import networkx as nx
+
+    if int(ncol) < 1:
+        raise InvalidValueError(f"ncol must be at least 1, got {ncol}")
+    blocks = [(str(label), list(graphs)) for label, graphs in rows]
+    if not blocks or not any(graphs for _, graphs in blocks):
+        raise InvalidValueError("plot_graph_grid needs at least one graph")
+    ncol = min(int(ncol), max(len(g) for _, g in blocks))
+    lines = [math.ceil(len(g) / ncol) for _, g in blocks]
+    total = sum(lines)
+    fig = Figure(figsize=(1.6 * ncol, 1.7 * total))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(total, ncol, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)  # panels without a graph stay blank
+    row = 0
+    for (label, graphs), nlines in zip(blocks, lines):
+        for k, g in enumerate(graphs):
+            ax = axes[row + k // ncol, k % ncol]
+            ax.set_visible(True)
+            pos = nx.spring_layout(g, seed=seed) if g.number_of_nodes() else {}
+            nx.draw_networkx(g, pos=pos, ax=ax, with_labels=False, node_size=12, width=0.6,
+                             node_color=SAMPLE_COLOR if row == 0 else DATA_COLOR)
+            ax.set_axis_off()
+            title = f"n={g.number_of_nodes()} m={g.number_of_edges()}"
+            ax.set_title(f"{label}\n{title}" if k == 0 else title, fontsize=7, loc="left" if k == 0 else "center")
+        row += nlines
+    fig.tight_layout()
     return fig
 
 

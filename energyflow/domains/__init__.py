@@ -24,9 +24,11 @@ _LAZY = {
     "toy": "energyflow.domains.toy",
     "ImageDomain": "energyflow.domains.image",
     "image": "energyflow.domains.image",
+    "GraphDomain": "energyflow.domains.graph",
+    "graph": "energyflow.domains.graph",
 }
 
-__all__ = ["DATASETS", "Domain", "ImageDomain", "PlotUnavailableError", "ToyDomain"]
+__all__ = ["DATASETS", "Domain", "GraphDomain", "ImageDomain", "PlotUnavailableError", "ToyDomain"]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,5 +14,7 @@ Not built yet: orbit counts, spectra, V.U.N., the domain class and its registry 
 
 from energyflow.domains.graph.convert import dense_to_graphs, from_pyg, graphs_to_dense, to_pyg
 from energyflow.domains.graph.data import GRAPH_DATASETS, GraphSplit, load_graphs
+from energyflow.domains.graph.domain import GraphDomain, encode, load_graph_file, save_graph_file, split_graphs
 
-__all__ = ["GRAPH_DATASETS", "GraphSplit", "dense_to_graphs", "from_pyg", "graphs_to_dense", "load_graphs", "to_pyg"]
+__all__ = ["GRAPH_DATASETS", "GraphDomain", "GraphSplit", "dense_to_graphs", "encode", "from_pyg", "graphs_to_dense",
+           "load_graph_file", "load_graphs", "save_graph_file", "split_graphs", "to_pyg"]

@@ -1,15 +1,19 @@
 """The graph domain's default potential: dense GIN layers of PyTorch Geometric on a relaxed adjacency.
 
 The state is ``{"adj": (B, N, N), "mask": (B, N)}`` (the adjacency's continuous relaxation
-and the node mask, real nodes first). The network:
+and the node mask, real nodes first). The graph domain encodes edges as ``+1`` and
+non-edges as ``-1`` (``signed=True``, the default); with ``signed=False`` the input is on
+the ``{0, 1}`` scale. The network:
 
-1. symmetrises the adjacency and zeroes its diagonal and every entry outside the real
-   nodes, ``A = (adj + adj^T) / 2 * m m^T * (1 - I)``, so that the energy, and therefore its
-   gradient in ``adj``, is symmetric and ignores padding;
-2. computes node features from ``A`` alone: ``1``, the degree divided by the graph's own
-   node count (not the padded ``N``), and the
-   random-walk return probabilities ``diag(P^k)``, ``k = 1..rw_steps``, of ``P = D^-1 A``
-   (degrees clamped below at 1e-6, so a continuous ``A`` is safe);
+1. maps the input to the ``{0, 1}`` scale (``(adj + 1) / 2`` when signed), symmetrises
+   it and zeroes its diagonal and every entry outside the real nodes,
+   ``A = (a + a^T) / 2 * m m^T * (1 - I)``, so that the energy, and therefore its gradient
+   in ``adj``, is symmetric and ignores padding;
+2. computes node features from ``A`` alone, polynomials in ``A`` so that they are smooth
+   and bounded on any real relaxation (noise included): ``1``, the degree divided by the
+   graph's own node count ``n`` (not the padded ``N``), and the closed-walk counts
+   ``diag(A^k) / n^(k-1)``, ``k = 3 .. 2 + walk_steps`` (``k = 3``: twice the triangles
+   at the node);
 3. applies ``depth`` :class:`torch_geometric.nn.DenseGINConv` layers (each a two-layer MLP
    with SiLU; ``add_loop=False``, the mask passed on);
 4. sums each layer's node states over the real nodes (a masked sum, as GIN's readout
@@ -41,17 +45,20 @@ class DenseGINPotential(nn.Module):
     Args:
         hidden (int): width of every layer.
         depth (int): number of DenseGINConv layers (>= 1).
-        rw_steps (int): random-walk return probabilities used as node features (>= 0).
+        walk_steps (int): closed-walk features ``diag(A^k) / n^(k-1)`` for ``k = 3 ..
+            2 + walk_steps`` (>= 0).
+        signed (bool): the input encodes edges as +1 and non-edges as -1 (the graph
+            domain's encoding); False for the {0, 1} scale.
     """
 
-    def __init__(self, hidden: int = 64, depth: int = 3, rw_steps: int = 4) -> None:
+    def __init__(self, hidden: int = 64, depth: int = 3, walk_steps: int = 2, signed: bool = True) -> None:
         super().__init__()
         from torch_geometric.nn import DenseGINConv
 
-        if hidden < 1 or depth < 1 or rw_steps < 0:
-            raise InvalidValueError(f"need hidden >= 1, depth >= 1, rw_steps >= 0; got {hidden}, {depth}, {rw_steps}")
-        self.rw_steps = int(rw_steps)
-        features = 2 + self.rw_steps
+        if hidden < 1 or depth < 1 or walk_steps < 0:
+            raise InvalidValueError(f"need hidden >= 1, depth >= 1, walk_steps >= 0; got {hidden}, {depth}, {walk_steps}")
+        self.walk_steps, self.signed = int(walk_steps), bool(signed)
+        features = 2 + self.walk_steps
         self.convs = nn.ModuleList()
         for k in range(depth):
             mlp = nn.Sequential(nn.Linear(features if k == 0 else hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
@@ -60,15 +67,15 @@ class DenseGINPotential(nn.Module):
         self.readout = nn.Sequential(nn.Linear(depth * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def node_features(self, A: Tensor, m: Tensor) -> Tensor:
-        """``(B, N, 2 + rw_steps)``: 1, degree / n, diag(P^k) (zero on padding; n: the graph's node count)."""
-        degree = A.sum(-1)
-        feats = [m, degree / m.sum(-1, keepdim=True).clamp_min(1.0)]
-        if self.rw_steps:
-            P = A / degree.clamp_min(1e-6).unsqueeze(-1)
-            Pk = P
-            for _ in range(self.rw_steps):
-                feats.append(torch.diagonal(Pk, dim1=-2, dim2=-1))
-                Pk = Pk @ P
+        """``(B, N, 2 + walk_steps)``: 1, degree / n, diag(A^k) / n^(k-1) for k >= 3 (zero on padding)."""
+        n = m.sum(-1, keepdim=True).clamp_min(1.0)
+        feats = [m, A.sum(-1) / n]
+        if self.walk_steps:
+            An = A / n.unsqueeze(-1)  # diag((A / n)^k) * n = diag(A^k) / n^(k-1)
+            Ak = An @ An
+            for _ in range(self.walk_steps):
+                Ak = Ak @ An
+                feats.append(torch.diagonal(Ak, dim1=-2, dim2=-1) * n)
         return torch.stack(feats, -1) * m.unsqueeze(-1)
 
     def forward(self, state: dict) -> Tensor:
@@ -78,7 +85,8 @@ class DenseGINPotential(nn.Module):
         m = mask.to(adj.dtype)
         n = adj.shape[-1]
         pair = m.unsqueeze(1) * m.unsqueeze(2) * (1 - torch.eye(n, dtype=adj.dtype, device=adj.device))
-        A = 0.5 * (adj + adj.transpose(1, 2)) * pair
+        a = 0.5 * (adj + 1) if self.signed else adj
+        A = 0.5 * (a + a.transpose(1, 2)) * pair
         h = self.node_features(A, m)
         pooled = []
         for conv in self.convs:

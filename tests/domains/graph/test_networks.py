@@ -21,7 +21,7 @@ def batch():
 
 def _net():
     torch.manual_seed(0)
-    return DenseGINPotential(hidden=16, depth=2).double()
+    return DenseGINPotential(hidden=16, depth=2, signed=False).double()
 
 
 def test_node_permutations_leave_the_energy_unchanged(batch):
