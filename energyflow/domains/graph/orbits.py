@@ -59,7 +59,7 @@ def _choose3(x: np.ndarray) -> np.ndarray:
 
 
 def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """An exact integer matrix product through BLAS (float64 is exact below 2**53; NumPy's int matmul is slow)."""
+    """An exact integer matrix product via BLAS (float64 is exact below 2**53; int matmul is slow)."""
     return np.rint(x.astype(np.float64) @ y.astype(np.float64)).astype(np.int64)
 
 
@@ -67,7 +67,8 @@ def _adjacency(g: nx.Graph) -> np.ndarray:
     if not isinstance(g, nx.Graph):
         raise InvalidTypeError(f"node_orbit_counts needs a networkx.Graph, got {type(g).__name__}")
     if g.is_directed() or g.is_multigraph():
-        raise InvalidValueError("node_orbit_counts needs a simple undirected graph (not directed, not a multigraph)")
+        raise InvalidValueError("node_orbit_counts needs a simple undirected graph "
+                                "(not directed, not a multigraph)")
     if nx.number_of_selfloops(g):
         raise InvalidValueError("node_orbit_counts needs a simple graph: remove the self-loops first")
     nodes = sorted(g.nodes())
@@ -115,7 +116,7 @@ def node_orbit_counts(g: nx.Graph) -> np.ndarray:
             sub = a[np.ix_(nb, nb)]
             n14[v] = int((_matmul(sub, sub) * sub).sum()) // 6  # trace(sub^3)
     n13 = _choose2(tri).sum(axis=1)                          # an edge vu with two common neighbours
-    n12 = (_matmul(a, a * (tri - 1)) * a).sum(axis=1) // 2   # a triangle vcd, another common neighbour of c, d
+    n12 = (_matmul(a, a * (tri - 1)) * a).sum(axis=1) // 2   # a triangle vcd, another neighbour of c and d
     n11 = t * (d - 2)                                        # a triangle at v, one more neighbour of v
     n10 = tri @ (d - 2)                                      # a triangle vxy, one more neighbour of x
     n9 = a @ t - 2 * t                                       # a neighbour's triangle avoiding v

@@ -1,4 +1,4 @@
-"""The NumPy orbit counter against ORCA (the orbit-count bindings), a brute-force enumeration and hand counts."""
+"""The NumPy orbit counter against ORCA (orbit-count bindings), a brute-force enumeration and hand counts."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def brute_force_orbits(g: nx.Graph) -> np.ndarray:
 
 
 def orca_orbits(g: nx.Graph) -> np.ndarray:
-    orbit_count = pytest.importorskip("orbit_count")  # ORCA's C++ via the GPL orbit-count bindings (test-only)
+    orbit_count = pytest.importorskip("orbit_count")  # ORCA's C++ via the GPL orbit-count bindings
     if g.number_of_edges() == 0:  # the bindings refuse an empty edge list
         return np.zeros((g.number_of_nodes(), NUM_ORBITS), dtype=np.int64)
     return np.asarray(orbit_count.node_orbit_counts(g, node_list=sorted(g.nodes())), dtype=np.int64)
@@ -120,7 +120,8 @@ def test_hand_counted_graphlets(graph, expected):
 def test_the_empty_graph_and_a_disjoint_union():
     assert node_orbit_counts(nx.Graph()).shape == (0, NUM_ORBITS)
     union = nx.disjoint_union(PAW, DIAMOND)  # orbits are local: the rows of the parts, stacked
-    assert np.array_equal(node_orbit_counts(union), np.vstack([node_orbit_counts(PAW), node_orbit_counts(DIAMOND)]))
+    parts = np.vstack([node_orbit_counts(PAW), node_orbit_counts(DIAMOND)])
+    assert np.array_equal(node_orbit_counts(union), parts)
 
 
 def test_matches_orca_on_the_community_small_and_planar_graphs(splits):
