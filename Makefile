@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,image]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,image,diagnostics]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

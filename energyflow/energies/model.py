@@ -279,6 +279,15 @@ class Model(Energy):
                              else v.reshape(shape).expand(x.shape[0], *shape))
         return out
 
+    def observed_data(self) -> dict[str, Tensor]:
+        """The observed sites' values, ``{site: value}`` as the model received them (for
+        ArviZ's ``observed_data`` group); one trace at a feasible point, no random draws."""
+        with torch.no_grad(), InitMessenger(self._feasible):
+            trace = poutine.trace(self.fn).get_trace(*self.args, **self.kwargs)
+        return {name: torch.as_tensor(site["value"]).detach() for name, site in trace.nodes.items()
+                if site["type"] == "sample" and site["is_observed"] and not site["infer"].get("_deterministic")
+                and not site_is_subsample(site)}
+
     def unconstrain(self, values: dict[str, Tensor | float]) -> Tensor:
         """The unconstrained state ``(1, D)`` of one parameter set ``{site: constrained value}``."""
         missing = [k for k in self.layout if k not in values]

@@ -49,3 +49,22 @@ def resolve_num_steps(instance, step_size: float, num_steps: int | None, t_end: 
     if span <= 0:
         raise InvalidValueError(f"{type(instance).__name__}: t_end ({t_end}) must exceed t_start ({t_start})")
     return max(1, round(span / step_size))
+
+
+def resolve_draws(instance) -> None:
+    """``num_samples`` and ``thin`` of an MCMC config (in ``__attrs_post_init__``).
+
+    ``num_samples`` is Stan's and NumPyro's name: the post-warm-up iterations, of which
+    every ``thin``-th is kept (``num_samples // thin`` draws). When it is given it sets
+    ``num_steps`` (whatever that was), so ``attrs.evolve(sampler, num_samples=...)`` works.
+    """
+    name = type(instance).__name__
+    if instance.num_samples is None:
+        if instance.thin != 1:
+            raise InvalidValueError(f"{name}.thin={instance.thin} thins kept draws: give num_samples too")
+        return
+    if instance.thin > instance.num_samples:
+        raise InvalidValueError(
+            f"{name}.thin ({instance.thin}) exceeds num_samples ({instance.num_samples}): no draw would be kept"
+        )
+    object.__setattr__(instance, "num_steps", instance.num_samples)

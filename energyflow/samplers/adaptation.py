@@ -245,6 +245,8 @@ class Adapted:
         step_size_trace (list[float]): the step size used at every warm-up iteration.
         num_restarted (int): chains found stuck during warm-up and moved onto other
             chains' states (see :func:`stuck_chains`).
+        initial_step_size (float | None): what the first step-size search found (None
+            without step-size adaptation): the yardstick of a collapsed step size.
     """
 
     state: State
@@ -253,6 +255,7 @@ class Adapted:
     stats: Stats
     step_size_trace: list[float]
     num_restarted: int = 0
+    initial_step_size: float | None = None
 
 
 def window_adaptation(
@@ -296,8 +299,9 @@ def window_adaptation(
     trace: list[float] = []
     if num_warmup == 0:
         return Adapted(state, step_size, metric, stats, trace)
+    initial = None
     if adapt_step_size:
-        step_size = find_step_size(make_step, state, step_size, metric, generator, target_accept)
+        step_size = initial = find_step_size(make_step, state, step_size, metric, generator, target_accept)
     da = DualAveraging.start(step_size)
     first, ends = windows(num_warmup)
     # Chains are checked for being stuck at the end of the initial buffer and of every
@@ -338,7 +342,7 @@ def window_adaptation(
             h = find_step_size(make_step, state, da.step_size, metric, generator, target_accept)
             da = DualAveraging.start(h)
     final = da.final_step_size if adapt_step_size else step_size
-    return Adapted(state, final, metric, stats, trace, restarted)
+    return Adapted(state, final, metric, stats, trace, restarted, initial)
 
 
 def describe_metric(metric: Metric) -> Tensor | float:

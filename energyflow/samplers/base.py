@@ -6,7 +6,7 @@ returning a :class:`SampleResult`. Samplers never print.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -49,6 +49,14 @@ class SampleResult:
         num_divergences (int): divergent transitions (rejected) in MH samplers.
         num_grad_evals (int): gradient evaluations the run cost (per chain batch).
         info (dict): sampler-specific extras (times, temperatures, step sizes).
+        draws (Tensor | dict | None): the kept post-warm-up states, ``(chains, draws,
+            *event)`` per leaf (runs with ``num_samples``; see
+            :mod:`energyflow.samplers.draws`), in the sampler's (unconstrained) coordinates.
+        sample_stats (dict[str, Tensor]): per-draw statistics under ArviZ's names
+            (``acceptance_rate``, ``diverging``, ``energy``, ``lp``, ``step_size``,
+            ``n_steps``; ``tree_depth`` for NUTS), ``(chains, draws)`` each.
+        model (Model | None): the ``ef.model`` term of the field that was sampled, if any:
+            :meth:`to_arviz` reports its constrained sites and observed data.
     """
 
     samples: Tensor
@@ -60,11 +68,27 @@ class SampleResult:
     num_divergences: int = 0
     num_grad_evals: int = 0
     info: dict = attrs.field(factory=dict)
+    draws: Tensor | dict | None = None
+    sample_stats: dict = attrs.field(factory=dict)
+    model: Any = None
 
     @property
     def mean_acceptance(self) -> float | None:
         """Acceptance rate averaged over chains, or None for unadjusted samplers."""
         return None if self.acceptance_rate is None else float(self.acceptance_rate.mean())
+
+    def to_arviz(self, **kwargs: Any):
+        """The kept draws as an ArviZ ``InferenceData`` (see :func:`energyflow.diagnostics.to_arviz`)."""
+        from energyflow.diagnostics import to_arviz
+
+        return to_arviz(self, **kwargs)
+
+    def summary(self, **kwargs: Any):
+        """ArviZ's summary table of the kept draws, a pandas ``DataFrame``: mean, sd, HDI,
+        MCSE, bulk and tail ESS, R-hat (see :func:`energyflow.diagnostics.summary`)."""
+        from energyflow.diagnostics import summary
+
+        return summary(self, **kwargs)
 
 
 @runtime_checkable
@@ -79,6 +103,13 @@ class Sampler(Protocol):
         generator: torch.Generator | None = None,
         record_every: int | None = None,
     ) -> SampleResult: ...
+
+
+def find_model(field: Field) -> Any:
+    """The ``ef.model`` term of a compiled field (its first), or None."""
+    from energyflow.energies.model import Model
+
+    return next((leaf for _, leaf in field.expr.leaves() if isinstance(leaf, Model)), None)
 
 
 def check_generator(generator: object, x0: State) -> None:

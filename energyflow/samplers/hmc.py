@@ -37,9 +37,11 @@ from energyflow import tree
 from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers import kernel as K
-from energyflow.samplers._config import one_of, positive
+from energyflow.samplers._config import one_of, positive, resolve_draws
 from energyflow.samplers.adaptation import describe_metric, window_adaptation
-from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
+from energyflow.samplers.base import Recorder, SampleResult, find_model, forbid_batch_coupling, prepare
+from energyflow.samplers.draws import DrawBuffer
+from energyflow.diagnostics import warn_transitions
 from energyflow.samplers.kernel import Info, State
 from energyflow.samplers.metric import IdentityMetric, Metric, make_metric
 from energyflow.spaces import Space
@@ -106,7 +108,7 @@ def kernel(
     delta = torch.where(broken, torch.full_like(h1, float("inf")), h1 - h0)
     divergent = ~torch.isfinite(delta) | (delta > max_energy_error)
     return K.metropolis(state, prop, -delta, generator, step_size=h, divergent=divergent, energy=(h0, h1),
-                        num_integration_steps=total)
+                        num_integration_steps=total, steps_per_chain=num_integration_steps if per_chain else None)
 
 
 def leapfrog_count(num_leapfrog: int, jitter: float, generator: torch.Generator | None,
@@ -147,6 +149,14 @@ class HMC:
         adapt_step_size (bool): adapt the step size during warm-up.
         mass_matrix (str | None): ``"diag"`` or ``"dense"``: adapt the mass matrix during
             warm-up (Euclidean tensor states only); None keeps ``inverse_mass``.
+        num_samples (int | None): keep draws (Stan's and NumPyro's meaning): run this many
+            iterations after warm-up (it replaces ``num_steps``) and keep every ``thin``-th
+            state and its sample stats in ``result.draws`` ``(chains, num_samples // thin,
+            *event)`` and ``result.sample_stats``; memory is checked before sampling (see
+            :mod:`energyflow.samplers.draws`). Such a run warns (Python warnings) of
+            divergences after warm-up and of a collapsed step size. None keeps only the
+            final states.
+        thin (int): keep every ``thin``-th post-warm-up iteration (needs ``num_samples``).
     """
 
     step_size: float = attrs.field(default=0.1, converter=real(), validator=positive)
@@ -162,6 +172,11 @@ class HMC:
         attrs.validators.gt(0.0), attrs.validators.lt(1.0)))
     adapt_step_size: bool = attrs.field(default=True, converter=boolean())
     mass_matrix: str | None = attrs.field(default=None, validator=attrs.validators.optional(one_of("diag", "dense")))
+    num_samples: int | None = attrs.field(default=None, converter=integer(optional=True), validator=positive)
+    thin: int = attrs.field(default=1, converter=integer(), validator=positive)
+
+    def __attrs_post_init__(self) -> None:
+        resolve_draws(self)
 
     def run(
         self,
@@ -190,19 +205,27 @@ class HMC:
                               max_energy_error=self.max_energy_error)
             return step
 
+        keep = DrawBuffer(x, self.num_samples, self.thin) if self.num_samples else None  # refused before sampling
         warm = window_adaptation(make_step, state, self.num_warmup, generator, space=space,
                                  step_size=self.step_size, metric=metric, target_accept=self.target_accept,
                                  adapt_step_size=self.adapt_step_size, mass_matrix=self.mass_matrix)
         evals_warm = field.num_grad_evals - evals0
         rec = Recorder(self.num_steps, warm.state.position, record_every)
         state, stats = K.sample(make_step(warm.step_size, warm.metric), warm.state, self.num_steps, generator,
-                                recorder=rec, scale=T)
+                                recorder=rec, scale=T, keep=keep)
         info = {"temperature": T, "step_size": warm.step_size, "num_leapfrog": self.num_leapfrog,
                 "inverse_mass": describe_metric(warm.metric), "num_warmup": self.num_warmup,
                 "num_grad_evals_warmup": evals_warm, "num_integration_steps": stats.integration_steps,
-                "accept_fraction": stats.accepted / max(stats.iterations, 1)}
+                "accept_fraction": stats.accepted / max(stats.iterations, 1),
+                "num_transitions": self.num_steps * state.potential.shape[0]}
         if self.num_warmup:
             info["warmup_acceptance"] = float(warm.stats.mean_acceptance().mean())
             info["num_restarted"] = warm.num_restarted
             info["warmup_step_sizes"] = list(warm.step_size_trace)
-        return K.result(state, stats, rec, temperature=T, num_grad_evals=field.num_grad_evals - evals0, info=info)
+            if warm.initial_step_size is not None:
+                info["step_size_initial"] = warm.initial_step_size
+        out = K.result(state, stats, rec, temperature=T, num_grad_evals=field.num_grad_evals - evals0, info=info,
+                       keep=keep, model=find_model(field))
+        if keep is not None:
+            warn_transitions(out, "HMC")
+        return out

@@ -37,6 +37,7 @@ from torch import Tensor
 from energyflow import tree
 from energyflow.field import Field
 from energyflow.samplers.base import Recorder, SampleResult, energy_and_grad_or_reject
+from energyflow.samplers.draws import DrawBuffer
 from energyflow.tree import State as Position
 
 Potential = Callable[[Position], "tuple[Tensor, Position, dict[str, Tensor]]"]
@@ -72,7 +73,9 @@ class Info:
         energy (Tensor): after the step, ``(B,)``: ``phi`` for MALA, the Hamiltonian
             ``phi + kinetic`` for HMC (what Stan and ArviZ call ``energy``).
         step_size (float): the step size used.
-        num_integration_steps (int): leapfrog steps (1 for MALA).
+        num_integration_steps (int): leapfrog steps the batch ran (1 for MALA).
+        steps_per_chain (Tensor | None): leapfrog steps of each chain's own trajectory,
+            ``(B,)`` int, where they differ between chains (HMC's per-chain jitter).
     """
 
     acceptance_prob: Tensor
@@ -81,6 +84,7 @@ class Info:
     energy: Tensor
     step_size: float
     num_integration_steps: int = 1
+    steps_per_chain: Tensor | None = None
 
 
 def field_potential(field: Field, temperature: float) -> Potential:
@@ -121,6 +125,7 @@ def metropolis(
     divergent: Tensor | None = None,
     energy: tuple[Tensor, Tensor] | None = None,
     num_integration_steps: int = 1,
+    steps_per_chain: Tensor | None = None,
 ) -> tuple[State, Info]:
     """Accepts each chain's proposal with probability ``min(1, exp(log_alpha))``.
 
@@ -137,6 +142,7 @@ def metropolis(
         energy (tuple[Tensor, Tensor] | None): the info's energy at the current state and
             at the proposal; ``phi`` by default.
         num_integration_steps (int): reported in the info.
+        steps_per_chain (Tensor | None): reported in the info, ``(B,)``.
 
     Returns:
         tuple[State, Info]: the chains after the step and what happened.
@@ -161,6 +167,7 @@ def metropolis(
         energy=torch.where(accept, e_prop, e_now),
         step_size=float(step_size),
         num_integration_steps=int(num_integration_steps),
+        steps_per_chain=steps_per_chain,
     )
     return new, info
 
@@ -212,6 +219,7 @@ def sample(
     *,
     recorder: Recorder | None = None,
     scale: float = 1.0,
+    keep: DrawBuffer | None = None,
 ) -> tuple[State, Stats]:
     """Runs ``step`` ``num_steps`` times from ``state``.
 
@@ -225,6 +233,7 @@ def sample(
             field's energy and gradient when ``scale`` is the temperature) and the
             trajectory.
         scale (float): multiplier from ``phi`` back to the recorded energy.
+        keep (DrawBuffer | None): keeps every ``thin``-th state and its sample stats.
 
     Returns:
         tuple[State, Stats]: the final chains and the per-chain sums.
@@ -235,6 +244,8 @@ def sample(
         stats.add(info)
         if recorder is not None:
             recorder.step(k, scale * state.potential, tree.map(lambda v: scale * v, state.grad), state.position)
+        if keep is not None:
+            keep.add(k, state.position, state.potential, info)
     return state, stats
 
 
@@ -246,8 +257,18 @@ def result(
     temperature: float,
     num_grad_evals: int,
     info: dict,
+    keep: DrawBuffer | None = None,
+    step_scale: float = 1.0,
+    model=None,
 ) -> SampleResult:
-    """The :class:`SampleResult` of a Metropolis run (energies are ``T * phi``)."""
+    """The :class:`SampleResult` of a Metropolis run (energies are ``T * phi``).
+
+    With ``keep``, the result holds its draws and sample stats (step sizes divided by
+    ``step_scale``, the kernel's units over the sampler's) and ``model``, the
+    ``ef.model`` term of the field (for :meth:`SampleResult.to_arviz`).
+    """
+    extra = {} if keep is None else {"draws": keep.draws(), "sample_stats": keep.sample_stats(step_scale),
+                                     "model": model}
     return SampleResult(
         samples=state.position,
         energy=temperature * state.potential,
@@ -258,4 +279,5 @@ def result(
         num_divergences=int(stats.divergent.sum()),
         num_grad_evals=num_grad_evals,
         info=info,
+        **extra,
     )

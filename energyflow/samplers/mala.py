@@ -42,9 +42,11 @@ from torch import Tensor
 from energyflow import tree
 from energyflow.field import Field
 from energyflow.samplers import kernel as K
-from energyflow.samplers._config import one_of, positive
+from energyflow.samplers._config import one_of, positive, resolve_draws
 from energyflow.samplers.adaptation import describe_metric, window_adaptation
-from energyflow.samplers.base import Recorder, SampleResult, forbid_batch_coupling, prepare
+from energyflow.samplers.base import Recorder, SampleResult, find_model, forbid_batch_coupling, prepare
+from energyflow.samplers.draws import DrawBuffer
+from energyflow.diagnostics import warn_transitions
 from energyflow.samplers.kernel import Info, State
 from energyflow.samplers.metric import IdentityMetric, Metric, make_metric
 from energyflow.spaces import Space
@@ -112,6 +114,14 @@ class MALA:
         inverse_mass (Tensor | float): the (initial) preconditioner ``Sigma``: 1.0, a
             diagonal broadcastable to the event shape, or a ``(D, D)`` matrix for a flat
             event ``(D,)``.
+        num_samples (int | None): keep draws (Stan's and NumPyro's meaning): run this many
+            iterations after warm-up (it replaces ``num_steps``) and keep every ``thin``-th
+            state and its sample stats in ``result.draws`` ``(chains, num_samples // thin,
+            *event)`` and ``result.sample_stats``; memory is checked before sampling (see
+            :mod:`energyflow.samplers.draws`). Such a run warns (Python warnings) of
+            divergences after warm-up and of a collapsed step size. None keeps only the
+            final states.
+        thin (int): keep every ``thin``-th post-warm-up iteration (needs ``num_samples``).
     """
 
     step_size: float = attrs.field(default=0.01, converter=real(), validator=positive)
@@ -123,6 +133,11 @@ class MALA:
     adapt_step_size: bool = attrs.field(default=True, converter=boolean())
     mass_matrix: str | None = attrs.field(default=None, validator=attrs.validators.optional(one_of("diag", "dense")))
     inverse_mass: Tensor | float = attrs.field(default=1.0)
+    num_samples: int | None = attrs.field(default=None, converter=integer(optional=True), validator=positive)
+    thin: int = attrs.field(default=1, converter=integer(), validator=positive)
+
+    def __attrs_post_init__(self) -> None:
+        resolve_draws(self)
 
     def run(
         self,
@@ -146,18 +161,26 @@ class MALA:
         def make_step(eps: float, metric: Metric):
             return lambda s, gen: kernel(s, potential, eps, gen, space=space, metric=metric)
 
+        keep = DrawBuffer(x, self.num_samples, self.thin) if self.num_samples else None  # refused before sampling
         warm = window_adaptation(make_step, state, self.num_warmup, generator, space=space,
                                  step_size=self.step_size * T, metric=metric, target_accept=self.target_accept,
                                  adapt_step_size=self.adapt_step_size, mass_matrix=self.mass_matrix)
         evals_warm = field.num_grad_evals - evals0
         rec = Recorder(self.num_steps, warm.state.position, record_every)
         state, stats = K.sample(make_step(warm.step_size, warm.metric), warm.state, self.num_steps, generator,
-                                recorder=rec, scale=T)
+                                recorder=rec, scale=T, keep=keep)
         info = {"temperature": T, "step_size": warm.step_size / T, "inverse_mass": describe_metric(warm.metric),
                 "num_warmup": self.num_warmup, "num_grad_evals_warmup": evals_warm,
-                "accept_fraction": stats.accepted / max(stats.iterations, 1)}
+                "accept_fraction": stats.accepted / max(stats.iterations, 1),
+                "num_transitions": self.num_steps * state.potential.shape[0]}
         if self.num_warmup:
             info["warmup_acceptance"] = float(warm.stats.mean_acceptance().mean())
             info["num_restarted"] = warm.num_restarted
             info["warmup_step_sizes"] = [h / T for h in warm.step_size_trace]
-        return K.result(state, stats, rec, temperature=T, num_grad_evals=field.num_grad_evals - evals0, info=info)
+            if warm.initial_step_size is not None:
+                info["step_size_initial"] = warm.initial_step_size / T
+        out = K.result(state, stats, rec, temperature=T, num_grad_evals=field.num_grad_evals - evals0, info=info,
+                       keep=keep, step_scale=T, model=find_model(field))
+        if keep is not None:
+            warn_transitions(out, "MALA")
+        return out
