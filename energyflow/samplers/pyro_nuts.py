@@ -24,7 +24,8 @@ from torch import Tensor
 from energyflow.errors import InvalidValueError
 from energyflow.field import Field, FieldError
 from energyflow.samplers._config import positive
-from energyflow.samplers.base import SampleResult, prepare
+from energyflow.diagnostics import warn_transitions
+from energyflow.samplers.base import SampleResult, find_model, prepare
 from energyflow.spaces import Euclidean
 from energyflow.validation import integer, real
 
@@ -61,7 +62,13 @@ class PyroNUTS:
         generator: torch.Generator | None = None,
         record_every: int | None = None,
     ) -> SampleResult:
-        """Runs NUTS from ``x0`` of shape ``(B, *event)``; ``trajectory`` holds every draw."""
+        """Runs NUTS from ``x0`` of shape ``(B, *event)``; ``trajectory`` holds every draw.
+
+        ``draws`` holds them too, ``(B, num_samples, *event)``, with ``sample_stats`` per draw
+        (``acceptance_rate``, ``step_size``, ``n_steps``, ``tree_depth``, ``diverging``,
+        ``lp``); the batch is one NUTS chain of the product target, so every stat but
+        ``lp`` is shared by the ``B`` chains. Divergences after warm-up are warned of.
+        """
         from pyro.infer.mcmc import MCMC, NUTS
 
         T = self.temperature
@@ -91,10 +98,21 @@ class PyroNUTS:
                 adapt_mass_matrix=True,
             )
             mean_accept: list[float] = []
+            per_draw: dict[str, list] = {"acceptance_rate": [], "step_size": [], "n_steps": [], "diverging": []}
+            seen = {"grads": field.num_grad_evals, "divergences": 0}
 
             def record(kernel, samples, stage, i) -> None:  # the kernel resets its statistics when done
-                if stage == "Sample":
-                    mean_accept[:] = [float(kernel._mean_accept_prob)]
+                if stage != "Sample":
+                    seen["grads"] = field.num_grad_evals
+                    return
+                # Pyro keeps only the running mean of the acceptance probability: recover this one from it.
+                before = mean_accept[0] if mean_accept else 0.0
+                mean_accept[:] = [float(kernel._mean_accept_prob)]
+                per_draw["acceptance_rate"].append(mean_accept[0] * (i + 1) - before * i)
+                per_draw["step_size"].append(float(kernel.step_size))
+                per_draw["n_steps"].append(field.num_grad_evals - seen["grads"])  # one gradient per leapfrog step
+                per_draw["diverging"].append(len(kernel._divergences) > seen["divergences"])
+                seen["grads"], seen["divergences"] = field.num_grad_evals, len(kernel._divergences)
 
             mcmc = MCMC(
                 kernel,
@@ -116,7 +134,22 @@ class PyroNUTS:
         with torch.no_grad():
             energies = torch.stack([field.expr.total(d, T) for d in draws])  # (S, B)
         final = draws[-1]
-        return SampleResult(
+        B, S = final.shape[0], draws.shape[0]
+
+        def chains(v) -> Tensor:  # one NUTS trajectory moves all chains: a per-draw stat, shared, (B, S)
+            return torch.as_tensor(v).unsqueeze(0).expand(B, S)
+
+        n_steps = torch.as_tensor(per_draw["n_steps"], dtype=torch.int32)
+        stats = {
+            "acceptance_rate": chains(torch.as_tensor(per_draw["acceptance_rate"], dtype=final.dtype).clamp(0, 1)),
+            "step_size": chains(torch.as_tensor(per_draw["step_size"], dtype=torch.float64)),
+            "n_steps": chains(n_steps),
+            # a tree of depth d has between 2^(d-1) and 2^d - 1 leapfrog steps
+            "tree_depth": chains(torch.floor(torch.log2(n_steps.clamp(min=1).double())).to(torch.int32) + 1),
+            "diverging": chains(torch.as_tensor(per_draw["diverging"], dtype=torch.bool)),
+            "lp": (-energies / T).T,
+        }
+        out = SampleResult(
             samples=final,
             energy=energies[-1],
             energy_trace=energies.mean(-1),
@@ -125,5 +158,10 @@ class PyroNUTS:
             acceptance_rate=torch.full((final.shape[0],), float(accept), dtype=final.dtype),
             num_divergences=len(divergences),
             num_grad_evals=field.num_grad_evals - evals0,
-            info={"step_size": float(kernel.step_size), "temperature": T},
+            info={"step_size": float(kernel.step_size), "temperature": T, "num_transitions": S},
+            draws=draws.movedim(0, 1),
+            sample_stats=stats,
+            model=find_model(field),
         )
+        warn_transitions(out, "PyroNUTS")
+        return out
