@@ -1,15 +1,16 @@
-"""The graph domain (issue 11), being built: its data sets and dense states so far.
+"""The graph domain (issue 11): data, dense states, the default potential, metrics.
 
 * :mod:`.data` generates the community_small, grid, sbm and planar data sets offline from
   documented recipes and fixed seeds, split as their papers split them;
 * :mod:`.convert` pads graphs into dense states (adjacency ``(B, N, N)``, mask ``(B, N)``),
   decodes them by a threshold, and converts to and from PyG ``Data``;
-* :mod:`.networks` holds the default potential, dense GIN layers of PyG on the relaxed
-  adjacency (imported on use: it needs ``torch_geometric``);
-* :mod:`.metrics` has degree and clustering histograms and the MMD² of the field's two
-  kernel conventions (GDSS's Gaussian EMD, SPECTRE's Gaussian total variation).
-
-Not built yet: orbit counts, spectra, V.U.N., the domain class and its registry entry.
+* :mod:`.domain` is :class:`GraphDomain` (registered as ``"graph"``): the signed encoding,
+  sources that copy node masks, node counts for new samples, user graphs and files;
+* :mod:`.networks` holds the default potential, dense GIN layers of PyG and PPGN-style
+  pair layers on the relaxed adjacency (imported on use: it needs ``torch_geometric``);
+* :mod:`.metrics` and :mod:`.orbits`: degree, clustering, 4-node orbit and spectral
+  statistics and the MMD² of the field's two kernel conventions (GDSS, SPECTRE/DiGress);
+* :mod:`.validity`: planar and SBM validity, uniqueness, novelty and V.U.N.
 """
 
 from energyflow.domains.graph.convert import dense_to_graphs, from_pyg, graphs_to_dense, to_pyg
