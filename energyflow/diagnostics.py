@@ -139,12 +139,12 @@ def _leaf_arrays(draws: Any) -> dict[str, np.ndarray]:
 
 
 def _is_identity(transform) -> bool:
+    """``biject_to(real)`` (an empty ``ComposeTransform``), possibly wrapped in ``IndependentTransform``s."""
     from torch.distributions import transforms as T
 
     while isinstance(transform, T.IndependentTransform):
         transform = transform.base_transform
-    return isinstance(transform, T.ComposeTransform) and not transform.parts or \
-        type(transform).__name__ == "IdentityTransform"
+    return isinstance(transform, T.ComposeTransform) and not transform.parts
 
 
 def _model_groups(model, draws: Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 import torch.utils._pytree as pytree
@@ -42,6 +43,9 @@ from torch import Tensor
 from energyflow import tree
 from energyflow.errors import EnergyflowError, InvalidValueError
 from energyflow.tree import State
+
+if TYPE_CHECKING:  # pragma: no cover
+    from energyflow.samplers.kernel import Info
 
 __all__ = ["DrawBuffer", "DrawsMemoryError", "available_memory", "bytes_per_draw", "format_bytes"]
 
@@ -170,7 +174,7 @@ class DrawBuffer:
         self._step_size = torch.empty(self.size, dtype=torch.float64)
         self.count = 0
 
-    def add(self, k: int, position: State, potential: Tensor, info) -> None:
+    def add(self, k: int, position: State, potential: Tensor, info: "Info") -> None:
         """Keeps iteration ``k`` (0-based) if it falls on the thinning grid.
 
         Args:
