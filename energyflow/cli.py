@@ -176,10 +176,11 @@ def _run_training(trainer, total: int) -> Any:
 @friendly
 def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create."),
-    domain: Optional[str] = typer.Option(None, help="Domain: toy or image (each brings its default preset)."),
-    dataset: Optional[str] = typer.Option(None, help="Data set of the domain (e.g. moons, checkerboard, digits)."),
+    domain: Optional[str] = typer.Option(None, help="Domain: toy, image or graph (each brings its default preset)."),
+    dataset: Optional[str] = typer.Option(None, help="Data set of the domain (e.g. moons, digits, community_small, planar)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your own data file (graph domain: a .pt of PyG Data graphs)."),
     source: Optional[str] = typer.Option(None, help="Where the flow starts (gaussian or a toy set)."),
-    preset: Optional[str] = typer.Option(None, help="Paper preset: toy, mnist, cifar10 (default: the domain's)."),
+    preset: Optional[str] = typer.Option(None, help="Preset: toy, mnist, cifar10, community_small (default: the domain's)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML or YAML config file."),
     steps: Optional[int] = typer.Option(None, help="Total training steps."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),
@@ -201,6 +202,10 @@ def train(
     overrides = dict(domain=domain, dataset=dataset, source=source, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, device=device)
     overrides.update(_parse_overrides(set_))
+    if data is not None:
+        if not data.is_file():
+            raise FileNotFoundError(f"--data {data}: no such file")
+        overrides.setdefault("domain_options", {})["path"] = str(data.resolve())
     if resume is not None:
         if out is not None and out != resume:
             raise InvalidValueError("give either --out for a new run or --resume for an existing one, not both")
@@ -327,15 +332,18 @@ def _draw(run: Path, n: int, t_end: Optional[float], sampler: str, seed: int, de
 def sample(
     run: Path = typer.Argument(..., help="Run directory or checkpoint file."),
     n: int = typer.Option(2000, "--n", help="Number of samples."),
-    out: Path = typer.Option(Path("samples.pt"), "--out", "-o", help="Output tensor file (.pt); never a checkpoint."),
+    out: Path = typer.Option(Path("samples.pt"), "--out", "-o",
+                             help="Output file (.pt: tensors, or for graphs a list of PyG Data); never a checkpoint."),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="Sampler end time tau_s (default: the run's)."),
     sampler: str = typer.Option("langevin", help="langevin, flow, mala, hmc or nuts."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("cpu", help="auto, cpu, cuda, ..."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a plot next to the output (same name, .png)."),
 ) -> None:
-    """Draw samples from a trained run; writes a tensor file and a plot."""
+    """Draw samples from a trained run; writes a tensor file (graphs: PyG Data) and a plot."""
     import torch
+
+    from energyflow import tree
 
     from energyflow.outputs import check_output_file
 
@@ -346,20 +354,19 @@ def sample(
     if plot:
         check_output_file(plot_path, "the plot next to --out")
     result, _, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
-    samples = result.samples.detach().cpu()
+    samples = tree.to(tree.detach(result.samples), "cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(samples, tmp)
-    tmp.replace(out)
-    console.print(f"wrote {samples.shape[0]} samples of shape {tuple(samples.shape[1:])} to [bold]{out}[/]")
+    written = domain.save_samples(samples, out)
+    console.print(f"wrote {written} to [bold]{out}[/]")
     if result.mean_acceptance is not None:
         console.print(f"mean acceptance rate: {result.mean_acceptance:.3f}, divergences: {result.num_divergences}")
     if plot:
         from energyflow import plotting
         from energyflow.domains.base import PlotUnavailableError
 
-        ref = domain.sample_data(min(samples.shape[0], 64 if samples.dim() > 2 else samples.shape[0]),
-                                 generator=torch.Generator().manual_seed(seed + 1))
+        count = tree.batch_size(samples)
+        big = isinstance(samples, dict) or samples.dim() > 2  # images and graphs: a grid's worth of data
+        ref = domain.sample_data(min(count, 64) if big else count, generator=torch.Generator().manual_seed(seed + 1))
         try:
             path = plotting.save_figure(domain.plot(samples, reference=ref), plot_path)
             console.print(f"plot: {path}")
@@ -398,7 +405,10 @@ def evaluate(
     if json_out is not None:
         check_output_file(json_out, "--json")
     result, potential, cfg, domain = _draw(run, n, t_end, sampler, seed, device)
-    metrics = {k: float(v) for k, v in domain.metrics(result.samples.detach().cpu()).items()}  # vs held-out data
+    from energyflow import tree
+
+    samples = tree.to(tree.detach(result.samples), "cpu")
+    metrics = {k: float(v) for k, v in domain.metrics(samples).items()}  # vs held-out data
     metrics["grad_evals_per_sample"] = float(result.num_grad_evals)
     if nll or lid:
         metrics.update(_likelihood_metrics(potential, cfg, domain, nll=nll, ais_chains=ais_chains,

@@ -65,5 +65,5 @@ def test_register_domain_declares_name_class_and_preset_in_one_place():
     finally:
         unregister_domain("toy_2")
     assert "toy_2" not in DOMAINS
-    with pytest.raises(RegistryError, match="unknown domain .toy_2.; choose one of: image, "):
+    with pytest.raises(RegistryError, match="unknown domain .toy_2.; choose one of: graph, image, "):
         domain_default_preset("toy_2")

@@ -13,6 +13,7 @@ the members) and inherit its defaults:
   when given one (``like=``);
 - :meth:`Domain.metrics`: none; a domain overrides it, taking its own held-out
   reference (:meth:`Domain.test_data`) when the caller passes none;
+- :meth:`Domain.save_samples`: ``torch.save`` of the states, written atomically;
 - :meth:`Domain.plot`: raises :class:`PlotUnavailableError` (callers that plot when
   they can catch it);
 - :attr:`Domain.options` / :attr:`Domain.network_options`: the config options the
@@ -50,6 +51,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -238,6 +241,19 @@ class Domain(Protocol):
     def decode(self, samples: Tensor) -> list[Any]:
         """Turns a batch of states ``(B, *event)`` into ``B`` domain objects (points, images, ...)."""
         ...
+
+    def save_samples(self, samples: Any, path: str | os.PathLike[str]) -> str:
+        """Writes generated ``samples`` (a batch of states) to ``path`` atomically; returns what was written.
+
+        The default stores the states themselves with ``torch.save`` (a tensor, or a dict
+        of tensors); domains whose users want domain objects override it (graphs: a list
+        of PyG ``Data``).
+        """
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(tree.to(tree.detach(samples), "cpu") if isinstance(samples, dict) else samples.detach().cpu(), tmp)
+        os.replace(tmp, path)
+        return f"{tree.batch_size(samples)} samples {tree.describe(tree.index(samples, slice(0, 0)))}"
 
     def plot(self, samples: Tensor, reference: Tensor | None = None, ax: Axes | None = None) -> Figure:
         """A quick figure of ``samples`` (and ``reference`` data); returns the Figure.

@@ -348,6 +348,13 @@ class GraphDomain(Domain):
             out["novel"] = validity.fraction_novel(graphs, self.train_graphs)
         return {k: float(v) for k, v in out.items()}
 
+    def save_samples(self, samples: Any, path: str | os.PathLike[str]) -> str:
+        """Writes the decoded graphs as a list of PyG ``Data`` (:func:`save_graph_file`); returns a summary."""
+        graphs = self._graphs(samples, "samples")
+        save_graph_file(graphs, path)
+        sizes = [g.number_of_nodes() for g in graphs]
+        return f"{len(graphs)} graphs (PyG Data, {min(sizes)}-{max(sizes)} nodes)"
+
     def plot(self, samples: Any, reference: Any = None, ax: Any = None, ncol: int = 8,
              max_graphs: int = 16) -> "Figure":
         """Drawn graphs: a grid of samples and, below it, training graphs (or ``reference``).
