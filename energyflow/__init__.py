@@ -11,8 +11,8 @@ it with pluggable samplers:
     >>> round(float(out.samples[:, 0].mean()), 1)    # analytic posterior mean 0.8
     0.8
 
-Submodules (``training``, ``domains``, ``likelihood``, ``plotting``, ``cli``) are
-imported lazily on first attribute access.
+Submodules (``training``, ``domains``, ``likelihood``, ``diagnostics``, ``plotting``,
+``cli``, ...) are imported lazily on first attribute access.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ _EXPORTS = {
     "DivergenceError": "energyflow.samplers.base",
 }
 
-_SUBMODULES = {"energies", "samplers", "training", "domains", "likelihood", "plotting", "metrics", "cli", "registry", "field", "spaces", "schedule", "inverse", "tree"}
+_SUBMODULES = {"energies", "samplers", "training", "domains", "likelihood", "plotting", "metrics", "cli", "registry",
+               "field", "spaces", "schedule", "inverse", "tree", "diagnostics"}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
