@@ -21,7 +21,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable, Sequence
 
 import attrs
 import torch
@@ -415,18 +416,19 @@ BLIND_SIGMA_SCALE = 0.5
 SIGMA_INITS = ("measurement", "uniform")
 
 
-def _hmc_refiner(step_size: float, num_warmup: int, num_samples: int, temperature: float):
+def _hmc_refiner(step_size: float, num_warmup: int, num_samples: int, thin: int, temperature: float):
     from energyflow.samplers.hmc import HMC
 
-    return HMC(step_size=step_size, num_leapfrog=BLIND_HMC_LEAPFROG, num_warmup=num_warmup, num_steps=num_samples,
-               temperature=temperature, mass_matrix="diag" if num_warmup else None)
+    return HMC(step_size=step_size, num_leapfrog=BLIND_HMC_LEAPFROG, num_warmup=num_warmup,
+               num_samples=num_samples, thin=thin, temperature=temperature,
+               mass_matrix="diag" if num_warmup else None)
 
 
-def _mala_refiner(step_size: float, num_warmup: int, num_samples: int, temperature: float):
+def _mala_refiner(step_size: float, num_warmup: int, num_samples: int, thin: int, temperature: float):
     from energyflow.samplers.mala import MALA
 
-    return MALA(step_size=step_size, num_warmup=num_warmup, num_steps=num_samples, temperature=temperature,
-                mass_matrix="diag" if num_warmup else None)
+    return MALA(step_size=step_size, num_warmup=num_warmup, num_samples=num_samples, thin=thin,
+                temperature=temperature, mass_matrix="diag" if num_warmup else None)
 
 
 # Leapfrog steps of the blind-denoising HMC refinement: on the 65-D digits posterior (x, log sigma)
@@ -434,7 +436,8 @@ def _mala_refiner(step_size: float, num_warmup: int, num_samples: int, temperatu
 # iterations, where MALA's trace of sigma was still drifting after 2,500 (issue 10's closing note).
 BLIND_HMC_LEAPFROG = 10
 
-# The refinement kernels of :func:`blind_denoise`: name -> (step size, warm-up, iterations, temperature) -> sampler.
+# The refinement kernels of :func:`blind_denoise`: name -> (step size, warm-up, iterations after it, thin,
+# temperature) -> a sampler that keeps every thin-th draw (num_samples, thin).
 REFINERS = {"hmc": _hmc_refiner, "mala": _mala_refiner}
 
 
@@ -523,15 +526,25 @@ class BlindDenoising:
 
     Attributes:
         samples (Tensor): ``(N, S, *event)``: S draws of the image for each of N
-            measurements (clamped like :func:`solve`'s when ``clamp`` was given).
+            measurements (clamped like :func:`solve`'s when ``clamp`` was given), chain by
+            chain: ``samples[i].reshape(chains, S // chains, *event)``.
         sigma (Tensor): ``(N, S)``: the noise level of the same draws.
         measurements (Tensor): ``(N, *event)``.
         transport (SampleResult): the Energy Matching Langevin run (chains ``N * chains``).
-        refinement (SampleResult | None): the HMC or MALA run at eps_max, None if skipped.
+        refinement (SampleResult | None): the HMC or MALA run at eps_max, None if skipped;
+            its ``draws`` ``(N * chains, S // chains, D)`` are the kept unconstrained states.
         eps_max (float): the sampler's final temperature.
         prior_temperature (float): the temperature of the prior in the posterior the draws
             target (the prior is ``exp(-V / prior_temperature)``; eps_max unless
             :func:`blind_denoise` was given another).
+        chains (int): chains per measurement.
+        known_sigma (float | None): the noise level conditioned on, None where sigma was
+            sampled.
+
+    The chains of one measurement sample one posterior and those of different measurements
+    different ones, so the diagnostics (:meth:`to_arviz`, :meth:`summary`,
+    :meth:`plot_trace`) take each image's chains as ArviZ's chains and the image as a
+    dimension: R-hat and ESS of ``sigma[i]`` are over the ``chains`` chains of image i.
     """
 
     samples: Tensor
@@ -541,6 +554,8 @@ class BlindDenoising:
     refinement: SampleResult | None
     eps_max: float
     prior_temperature: float
+    chains: int = 1
+    known_sigma: float | None = None
 
     @property
     def mean(self) -> Tensor:
@@ -552,12 +567,102 @@ class BlindDenoising:
         """Posterior mean of sigma per measurement, ``(N,)``."""
         return self.sigma.mean(1)
 
+    @property
+    def draws_per_chain(self) -> int:
+        """Draws each chain kept (``num_samples // thin``; 1 without refinement)."""
+        return self.sigma.shape[1] // self.chains
+
     def sigma_interval(self, level: float = 0.9) -> Tensor:
         """Central posterior interval of sigma, ``(N, 2)`` (lower, upper quantiles)."""
         if not 0.0 < level < 1.0:
             raise InvalidValueError(f"level must lie in (0, 1), got {level}")
         q = torch.tensor([(1.0 - level) / 2, (1.0 + level) / 2], dtype=self.sigma.dtype)
         return torch.quantile(self.sigma, q, dim=1).T.contiguous()
+
+    def _var_names(self, var_names: Sequence[str] | str | None, default: Sequence[str]) -> list[str]:
+        sampled = ["x"] if self.known_sigma is not None else ["x", "sigma"]
+        if var_names is None:
+            return [n for n in default if n in sampled] or sampled
+        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        for name in names:
+            if name == "sigma" and self.known_sigma is not None:
+                raise InvalidValueError(f"sigma was known ({self.known_sigma:g}), not sampled: no draws of it")
+            if name not in sampled:
+                raise InvalidValueError(f"no variable {name!r}; the posterior has {sampled}")
+        return names
+
+    def to_arviz(self, var_names: Sequence[str] | str | None = None):
+        """The refinement's draws as an ArviZ ``InferenceData``, one image per index of ``image``.
+
+        Groups: ``posterior`` with ``sigma`` ``(chain, draw, image)`` and ``x`` ``(chain,
+        draw, image, *event)`` (the draws of :attr:`samples`, clamped as they are), where a
+        chain is one of the ``chains`` chains of each image; ``sample_stats`` of the
+        refinement (``diverging``, ``energy``, ``acceptance_rate``, ``lp``, ``step_size``,
+        ``n_steps``) in the same layout; ``observed_data`` ``y`` ``(image, *event)``.
+
+        Args:
+            var_names (Sequence[str] | str | None): ``"x"`` and/or ``"sigma"`` (default:
+                both, ``x`` alone when sigma was known).
+
+        Raises:
+            InvalidValueError: no refinement (``num_samples=0`` keeps one draw per chain),
+                or an unknown or unsampled variable.
+            MissingDependencyError: ArviZ is not installed.
+        """
+        import warnings
+
+        from energyflow.diagnostics import _arviz
+
+        if self.refinement is None:
+            raise InvalidValueError("no refinement (num_samples=0): the transport's final states are one draw per "
+                                    "chain; diagnostics need the refinement's kept draws (num_samples > 0)")
+        names = self._var_names(var_names, ("x", "sigma"))
+        az = _arviz()
+        n, c, s = self.sigma.shape[0], self.chains, self.draws_per_chain
+        event = tuple(self.samples.shape[2:])
+        event_dims = ["channel", "row", "col"] if len(event) == 3 else [f"dim_{k}" for k in range(len(event))]
+
+        def per_image(v: Tensor) -> Any:  # (N, C * S, *rest) -> (C, S, N, *rest)
+            v = v.detach().cpu().reshape(n, c, s, *v.shape[2:])
+            return v.permute(1, 2, 0, *range(3, v.dim())).numpy()
+
+        posterior = {}
+        if "sigma" in names:
+            posterior["sigma"] = per_image(self.sigma)
+        if "x" in names:
+            posterior["x"] = per_image(self.samples)
+        stats = {k: per_image(v.reshape(n, c * s)) for k, v in self.refinement.sample_stats.items()}
+        dims = {"sigma": ["image"], "x": ["image", *event_dims], "y": ["image", *event_dims],
+                **{k: ["image"] for k in stats}}
+        with warnings.catch_warnings():  # a few draws per chain are not a transposed array here
+            warnings.filterwarnings("ignore", message="More chains")
+            return az.from_dict(posterior=posterior, sample_stats=stats,
+                                observed_data={"y": self.measurements.detach().cpu().numpy()}, dims=dims,
+                                coords={"image": list(range(n))}, attrs={"inference_library": "energyflow"})
+
+    def summary(self, var_names: Sequence[str] | str | None = None, *, warn: bool = True, **kwargs: Any):
+        """ArviZ's summary table (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat) per image.
+
+        Args:
+            var_names (Sequence[str] | str | None): default ``sigma`` alone (``x`` where
+                sigma was known): ``x`` has ``prod(event)`` rows per image.
+            warn (bool): warn of R-hat > 1.01 and ESS < 400 (:func:`energyflow.diagnostics.check`).
+            **kwargs: passed to ``az.summary`` (``hdi_prob``, ``round_to``, ...).
+
+        Returns:
+            pandas.DataFrame: rows ``sigma[0]``, ``sigma[1]``, ... (one per image).
+        """
+        from energyflow.diagnostics import summary
+
+        return summary(self.to_arviz(self._var_names(var_names, ("sigma",))), warn=warn, **kwargs)
+
+    def plot_trace(self, var_names: Sequence[str] | str | None = None, **kwargs: Any):
+        """Trace and rank plots per image (:func:`energyflow.diagnostics.plot_trace`; default
+        ``sigma``; at most ``max_parameters=8`` rows: the first 8 images)."""
+        from energyflow.diagnostics import plot_trace
+
+        names = self._var_names(var_names, ("sigma",))
+        return plot_trace(self.to_arviz(names), var_names=names, **kwargs)
 
 
 def blind_denoise(
@@ -618,7 +723,8 @@ def blind_denoise(
        on the whole model (exact for the posterior: the Langevin's discretisation bias is
        corrected), ``num_warmup`` iterations adapting the step size and a diagonal mass
        matrix (sigma's coordinate and the pixels have very different posterior scales),
-       then ``num_samples`` iterations, every ``thin``-th kept. On trained digit priors
+       then ``num_samples`` iterations, every ``thin``-th kept (the kernel's
+       ``num_samples``/``thin``: ``refinement.draws``). On trained digit priors
        MALA's sigma was still drifting after 2,500 iterations (log sigma is strongly
        coupled to the residual, a direction random-walk proposals cross slowly); HMC's
        block means of sigma are flat after a few hundred, though where sigma's posterior
@@ -656,7 +762,10 @@ def blind_denoise(
 
     Returns:
         BlindDenoising: ``S = chains * (num_samples // thin)`` draws per measurement
-        (``chains`` when ``num_samples == 0``).
+        (``chains`` when ``num_samples == 0``); its :meth:`~BlindDenoising.summary`,
+        :meth:`~BlindDenoising.to_arviz` and :meth:`~BlindDenoising.plot_trace` give
+        R-hat, ESS and trace plots per image. The refinement warns (Python warnings) of
+        divergences after warm-up and of a collapsed step size.
 
     Raises:
         InvalidValueError: measurements not ``(N, *event)`` with finite values, a bad
@@ -741,9 +850,9 @@ def blind_denoise(
     refinement = None
     if num_samples:
         target = full if prior_temperature is None else pyro_model(make_model(float(prior_temperature)), y)
-        kernel = REFINERS[refine](sampler.step_size, num_warmup, num_samples, eps_max)
-        refinement = kernel.run(compile_field(target, space), last, generator=generator, record_every=thin)
-        draws = refinement.trajectory[1:].detach()  # (S', B, D), the warm-up's end dropped
+        kernel = REFINERS[refine](sampler.step_size, num_warmup, num_samples, thin, eps_max)
+        refinement = kernel.run(compile_field(target, space), last, generator=generator)
+        draws = refinement.draws.detach().transpose(0, 1)  # kept draws (B, S', D) -> (S', B, D)
     else:
         draws = last.unsqueeze(0)
     steps = draws.shape[0]
@@ -759,7 +868,8 @@ def blind_denoise(
     if clamp is not None:
         imgs = imgs.clamp(*clamp)
     prior_t = eps_max if prior_temperature is None or not num_samples else float(prior_temperature)
-    return BlindDenoising(imgs.cpu(), sig.cpu(), measurements.detach().cpu(), transport, refinement, eps_max, prior_t)
+    return BlindDenoising(imgs.cpu(), sig.cpu(), measurements.detach().cpu(), transport, refinement, eps_max, prior_t,
+                          chains=chains, known_sigma=None if known_sigma is None else float(known_sigma))
 
 
 def plot_blind_denoising(solution: BlindDenoising, truth: Tensor, true_sigma: float | Tensor | None = None,
@@ -866,16 +976,82 @@ class BlindReport:
 
     Attributes:
         rows (list[dict]): per image: ``sigma_true``, ``sigma_mean``, ``sigma_low``,
-            ``sigma_high`` (90% interval), ``covered``, and the PSNR (dB, posterior mean
+            ``sigma_high`` (90% interval), ``covered``, the PSNR (dB, posterior mean
             against the truth) of ``psnr_blind``, ``psnr_known`` (the same posterior with
-            sigma known) and ``psnr_solve`` (:func:`solve` with sigma known).
-        summary (dict): the means over images, coverage fraction and settings.
-        files (list[Path]): the figures, samples and JSON written.
+            sigma known) and ``psnr_solve`` (:func:`solve` with sigma known), and sigma's
+            rank-normalised split R-hat and bulk and tail ESS over the image's chains
+            (``sigma_rhat``, ``sigma_ess_bulk``, ``sigma_ess_tail``; None without
+            diagnostics).
+        summary (dict): the means over images, coverage fraction and settings; the worst
+            diagnostics (``sigma_rhat_max``, ``sigma_ess_bulk_min``, ``sigma_ess_tail_min``),
+            ``diagnostics`` (None, or why there are none) and ``warnings``.
+        files (list[Path]): the figures (a trace plot of sigma among them), samples and JSON
+            written.
+        sigma_summary (pandas.DataFrame | None): ArviZ's summary of sigma, one row per image
+            (:meth:`BlindDenoising.summary`, unrounded); None without diagnostics.
+        warnings (list[dict]): the energyflow warnings the runs raised (divergences, a
+            collapsed step size, R-hat and ESS of sigma), ``{"category", "message"}``, each
+            message prefixed with the run it is about; they are also raised as Python warnings.
     """
 
     rows: list
     summary: dict
     files: list
+    sigma_summary: Any = None
+    warnings: list = attrs.field(factory=list)
+
+
+#: Fewer kept draws per chain than this give no diagnostics (ArviZ's minimum for split R-hat and ESS).
+MIN_DIAGNOSTIC_DRAWS = 4
+
+
+def _relabelled(label: str, log: list, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, re-raising each energyflow warning it raised as ``label: message``.
+
+    The warnings keep their class, are appended to ``log`` as ``{"category", "message"}``
+    and point at the first caller outside energyflow; other warnings pass on unchanged.
+    """
+    import warnings
+
+    from energyflow.diagnostics import EnergyflowWarning, _user_stacklevel
+
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", EnergyflowWarning)
+            return fn(*args, **kwargs)
+    finally:  # the caller's filters are back: they decide what the warnings do
+        for w in caught:
+            if issubclass(w.category, EnergyflowWarning):
+                message = f"{label}: {w.message}"
+                log.append({"category": w.category.__name__, "message": message})
+                warnings.warn(message, w.category, stacklevel=_user_stacklevel())
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _finite(v: Any) -> float | None:
+    """A float for JSON, None where it is not finite (ArviZ's NaN for constant draws)."""
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _sigma_diagnostics(blind: BlindDenoising, log: list) -> tuple[Any, str | None]:
+    """ArviZ's summary of sigma per image (unrounded) and None, or None and why there is none.
+
+    Its R-hat and ESS warnings go through :func:`_relabelled` into ``log``."""
+    from energyflow.diagnostics import MissingDependencyError
+
+    if blind.refinement is None:
+        return None, "no refinement (num_samples=0): one draw per chain"
+    if blind.draws_per_chain < MIN_DIAGNOSTIC_DRAWS:
+        return None, (f"{blind.draws_per_chain} draws kept per chain, fewer than the {MIN_DIAGNOSTIC_DRAWS} "
+                      "that R-hat and ESS need")
+    try:
+        table = _relabelled("blind denoising, sigma per image", log, blind.summary, "sigma", round_to="none")
+    except MissingDependencyError as err:
+        return None, str(err)
+    return table, None
 
 
 def blind_condition_run(
@@ -902,6 +1078,16 @@ def blind_condition_run(
     sampler with sigma conditioned on the true level (``known_sigma``); and by
     :func:`solve` on the ``denoise`` task with the true level (the known-noise path of
     :func:`condition_run`).
+
+    Convergence of sigma is reported per image through :mod:`energyflow.diagnostics`
+    (ArviZ): rank-normalised split R-hat and bulk and tail ESS over the image's chains, in
+    :attr:`BlindReport.sigma_summary`, in each row and, worst over the images, in the
+    summary; ``denoise_blind_sigma_trace.png`` holds sigma's trace and rank plots (the first
+    8 images). R-hat above 1.01, ESS below 400, divergences after warm-up and a collapsed
+    step size raise :class:`~energyflow.diagnostics.EnergyflowWarning` warnings naming the run
+    they are about, also listed in :attr:`BlindReport.warnings` and the JSON. Without ArviZ,
+    or with fewer than 4 draws per chain, the diagnostics are None and ``summary
+    ["diagnostics"]`` says why.
 
     Args:
         prior_temperature (float | str): the prior's temperature: ``"auto"`` fits it to
@@ -939,9 +1125,12 @@ def blind_condition_run(
     solved = solve(potential, task, y, sampler, chains=chains, generator=torch.Generator(dev).manual_seed(seed + 1))
     settings = dict(chains=chains, num_warmup=num_warmup, num_samples=num_samples, thin=thin,
                     prior_temperature=temperature, refine=refine)
-    blind = blind_denoise(potential, y, sampler, generator=torch.Generator(dev).manual_seed(seed + 1), **settings)
-    known = blind_denoise(potential, y, sampler, known_sigma=task.noise, generator=torch.Generator(dev).manual_seed(seed + 1),
-                          **settings)
+    log: list = []  # the energyflow warnings of the runs, labelled
+    blind = _relabelled("blind denoising (sigma sampled)", log, blind_denoise, potential, y, sampler,
+                        generator=torch.Generator(dev).manual_seed(seed + 1), **settings)
+    known = _relabelled("known-sigma posterior", log, blind_denoise, potential, y, sampler, known_sigma=task.noise,
+                        generator=torch.Generator(dev).manual_seed(seed + 1), **settings)
+    table, why = _sigma_diagnostics(blind, log)
     region = task.region
     psnr_blind = psnr(blind.mean, truth, mask=region)
     psnr_known = psnr(known.mean, truth, mask=region)
@@ -954,6 +1143,8 @@ def blind_condition_run(
                      "sigma_high": high, "covered": bool(low <= task.noise <= high),
                      "psnr_blind": float(psnr_blind[i]), "psnr_known": float(psnr_known[i]),
                      "psnr_solve": float(psnr_solve[i])})
+        for key, col in (("sigma_rhat", "r_hat"), ("sigma_ess_bulk", "ess_bulk"), ("sigma_ess_tail", "ess_tail")):
+            rows[-1][key] = None if table is None else _finite(table[col].iloc[i])
     summary = {
         "sigma_true": task.noise, "sigma_mean": float(blind.sigma_mean.mean()),
         "sigma_low": float(interval[:, 0].mean()), "sigma_high": float(interval[:, 1].mean()),
@@ -966,12 +1157,24 @@ def blind_condition_run(
         "eps_max": blind.eps_max, "t_end": sampler.t_start + sampler.steps * sampler.step_size,
         "num_warmup": num_warmup, "num_samples": num_samples, "thin": thin, "refine": refine,
         "refinement_acceptance": blind.refinement.mean_acceptance if blind.refinement is not None else None,
+        "sigma_rhat_max": None if table is None else _finite(table["r_hat"].max()),
+        "sigma_ess_bulk_min": None if table is None else _finite(table["ess_bulk"].min()),
+        "sigma_ess_tail_min": None if table is None else _finite(table["ess_tail"].min()),
+        "diagnostics": why, "warnings": log,
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig_grid, fig_hist = plot_blind_denoising(blind, truth, task.noise)
     files = [plotting.save_figure(fig_grid, out / "denoise_blind.png"),
              plotting.save_figure(fig_hist, out / "denoise_blind_sigma.png")]
+    if table is not None:
+        shown = min(num_images, 8)
+        title = (f"noise std sigma per image: {chains} chains x {blind.draws_per_chain} draws each, "
+                 f"max R-hat {table['r_hat'].max():.3f}")
+        if shown < num_images:
+            title += f" (first {shown} of {num_images} images)"
+        files.append(plotting.save_figure(blind.plot_trace("sigma", max_parameters=shown, title=title),
+                                          out / "denoise_blind_sigma_trace.png"))
     path = out / "denoise_blind.pt"
     torch.save({"samples": blind.samples, "sigma": blind.sigma, "measurements": blind.measurements}, path)
     files.append(path)
@@ -979,4 +1182,4 @@ def blind_condition_run(
     report.write_text(json.dumps({"task": "denoise", "noise": "unknown", "summary": summary, "images": rows},
                                  indent=2) + "\n")
     files.append(report)
-    return BlindReport(rows, summary, files)
+    return BlindReport(rows, summary, files, sigma_summary=table, warnings=log)
