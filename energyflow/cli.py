@@ -491,7 +491,18 @@ def condition(
 def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int, noise: Optional[float],
                      t_end: Optional[float], refine: str, warmup: int, samples: int, thin: int, prior_temperature: str,
                      seed: int, device: str) -> None:
-    """``condition --unknown-noise``: blind denoising, its table and its files."""
+    """``condition --unknown-noise``: blind denoising, its table, sigma's diagnostics and its files.
+
+    After the table of sigma and the PSNRs it prints ArviZ's summary of sigma (one row per
+    image: mean, sd, HDI, MCSE, bulk and tail ESS, R-hat over that image's chains) and each
+    energyflow warning of the runs (R-hat > 1.01, ESS < 400, divergences, a collapsed step
+    size) as one line; the trace plot of sigma is among the files written.
+    """
+    import warnings
+
+    from rich.markup import escape
+
+    from energyflow.diagnostics import EnergyflowWarning
     from energyflow.inverse import REFINERS, blind_condition_run, parse_prior_temperature
     from energyflow.outputs import check_output_dir
 
@@ -514,9 +525,21 @@ def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int
     if n_images < 1:
         raise InvalidValueError(f"--n-images must be >= 1, got {n_images}")
     check_output_dir(out, "--out")
-    report = blind_condition_run(str(run), str(out), num_images=n_images, chains=chains, noise=noise, t_end=t_end,
-                                 num_warmup=warmup, num_samples=samples, thin=thin, prior_temperature=temperature,
-                                 refine=refine, seed=seed, device=device)
+    ours: list = []  # energyflow's warnings, printed as lines below; other warnings pass through
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EnergyflowWarning)
+        show = warnings.showwarning
+
+        def keep(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, EnergyflowWarning):
+                ours.append(f"{category.__name__}: {message}")
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = keep
+        report = blind_condition_run(str(run), str(out), num_images=n_images, chains=chains, noise=noise, t_end=t_end,
+                                     num_warmup=warmup, num_samples=samples, thin=thin, prior_temperature=temperature,
+                                     refine=refine, seed=seed, device=device)
     s = report.summary
     table = Table(title=f"blind denoising: {n_images} held-out images, true sigma {s['sigma_true']:g} (not told to the "
                         f"sampler), {s['draws_per_image']} draws each")
@@ -534,6 +557,20 @@ def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int
     console.print(f"prior exp(-V/T) at T = {s['prior_temperature']:.4g} ({s['prior_temperature_mode']}; the run's eps_max "
                   f"is {s['eps_max']:g}); known sigma: the same posterior with sigma given; solve: the known-noise "
                   "path of condition without --unknown-noise")
+    if report.sigma_summary is not None:
+        diag = Table(title=f"sigma per image (ArviZ summary over each image's {chains} chains x "
+                           f"{s['draws_per_image'] // chains} draws; trust R-hat <= 1.01 and ESS >= 400)")
+        diag.add_column("parameter")
+        for col in report.sigma_summary.columns:
+            diag.add_column(col, justify="right")
+        for name, row in report.sigma_summary.iterrows():
+            diag.add_row(str(name), *("-" if v != v else f"{v:.0f}" if col.startswith("ess") else f"{v:.3f}"
+                                      for col, v in row.items()))
+        console.print(diag)
+    else:
+        console.print(f"no R-hat or ESS of sigma: {s['diagnostics']}", markup=False, highlight=False)
+    for line in ours:
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
     for path in report.files:
         console.print(f"wrote {path}")
 
