@@ -1009,7 +1009,7 @@ def _relabelled(label: str, log: list, fn: Callable[..., Any], *args: Any, **kwa
     """``fn(*args, **kwargs)``, re-raising each energyflow warning it raised as ``label: message``.
 
     The warnings keep their class, are appended to ``log`` as ``{"category", "message"}``
-    and point at the first caller outside energyflow; other warnings pass on unchanged.
+    and point at the first caller outside energyflow; other warnings pass through untouched.
     """
     import warnings
 
@@ -1017,17 +1017,23 @@ def _relabelled(label: str, log: list, fn: Callable[..., Any], *args: Any, **kwa
 
     caught: list = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings():
             warnings.simplefilter("always", EnergyflowWarning)
+            show = warnings.showwarning
+
+            def keep(message, category, filename, lineno, file=None, line=None):
+                if issubclass(category, EnergyflowWarning):
+                    caught.append((category, str(message)))
+                else:
+                    show(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = keep
             return fn(*args, **kwargs)
-    finally:  # the caller's filters are back: they decide what the warnings do
-        for w in caught:
-            if issubclass(w.category, EnergyflowWarning):
-                message = f"{label}: {w.message}"
-                log.append({"category": w.category.__name__, "message": message})
-                warnings.warn(message, w.category, stacklevel=_user_stacklevel())
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    finally:  # the caller's filters and showwarning are back: they decide what the warnings do
+        for category, message in caught:
+            message = f"{label}: {message}"
+            log.append({"category": category.__name__, "message": message})
+            warnings.warn(message, category, stacklevel=_user_stacklevel())
 
 
 def _finite(v: Any) -> float | None:
