@@ -135,6 +135,7 @@ COUPLINGS = Registry(
         "ot": "energyflow.training.coupling:ExactOT",
         "sinkhorn": "energyflow.training.coupling:Sinkhorn",
         "independent": "energyflow.training.coupling:Independent",
+        "graph_ot": "energyflow.domains.graph.coupling:PermutationOT",
     },
 )
 

@@ -388,9 +388,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_decay_phase2=0.99, output_scale=1000.0, sample_t_end=3.25,
     ),
     "community_small": dict(
-        domain="graph", dataset="community_small", source="gaussian", hidden=64, depth=3, tau_star=1.0,
+        domain="graph", dataset="community_small", source="gaussian", coupling="graph_ot", hidden=64, depth=3, tau_star=1.0,
         step_size=0.01, num_langevin_steps=20, eps_max=0.05, lambda_cd=1e-3, clamp_beta=0.05, batch_size=128,
-        lr=1e-3, ema_decay=0.999, ema_decay_phase2=0.99, sample_t_end=1.2, eval_samples=20, eval_every=1000,
+        lr=1e-3, ema_decay=0.99, ema_decay_phase2=0.99, sample_t_end=1.2, eval_samples=20, eval_every=1000,
     ),
     "aav": dict(
         domain="protein", tau_star=0.9, step_size=0.01, num_langevin_steps=200, eps_max=0.1, lambda_cd=1e-4,
