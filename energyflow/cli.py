@@ -559,11 +559,13 @@ def _blind_condition(run: Path, task: str, out: Path, n_images: int, chains: int
                   "path of condition without --unknown-noise")
     if report.sigma_summary is not None:
         diag = Table(title=f"sigma per image (ArviZ summary over each image's {chains} chains x "
-                           f"{s['draws_per_image'] // chains} draws; trust R-hat <= 1.01 and ESS >= 400)")
-        diag.add_column("parameter")
-        for col in report.sigma_summary.columns:
-            diag.add_column(col, justify="right")
-        for name, row in report.sigma_summary.iterrows():
+                           f"{s['draws_per_image'] // chains} draws; trust R-hat <= 1.01 and ESS >= 400)",
+                     box=None, padding=(0, 1), pad_edge=False)
+        cols = [c for c in report.sigma_summary.columns if c != "mcse_sd"]  # fits 80 columns; the JSON has all
+        diag.add_column("", no_wrap=True)  # the parameter, as in ArviZ's table
+        for col in cols:
+            diag.add_column(col, justify="right", no_wrap=True)
+        for name, row in report.sigma_summary[cols].iterrows():
             diag.add_row(str(name), *("-" if v != v else f"{v:.0f}" if col.startswith("ess") else f"{v:.3f}"
                                       for col, v in row.items()))
         console.print(diag)
