@@ -34,6 +34,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from energyflow import tree
 from energyflow.domains.base import Domain, PlotUnavailableError
 from energyflow.errors import InvalidValueError
 from energyflow.energies.potential import Potential
@@ -197,7 +198,7 @@ def plot_run(run_dir: str | Path, potential: nn.Module, domain: Domain, cfg: Tra
         result = sample_fn(64)
         data = domain.sample_data(64, generator=torch.Generator().manual_seed(cfg.seed + 1))
         try:
-            fig = domain.plot(result.samples.detach().cpu(), reference=data)
+            fig = domain.plot(tree.to(tree.detach(result.samples), "cpu"), reference=data)
         except PlotUnavailableError:
             fig = None
         if fig is not None:
