@@ -30,6 +30,14 @@ def test_train_sample_and_evaluate_a_graph_run(tmp_path):
     res = runner.invoke(app, ["evaluate", str(run), "--n", "6"])
     assert res.exit_code == 0, res.output
     assert "orbit" in res.output and "clustering" in res.output
+    res = runner.invoke(app, ["condition", str(run), "--task", "complete", "--n-images", "3", "--chains", "2",
+                              "--out", str(tmp_path / "cond")])
+    assert res.exit_code == 0, res.output
+    assert "training edge frequency" in res.output and (tmp_path / "cond" / "completion.png").is_file()
+    import json
+
+    scores = json.loads((tmp_path / "cond" / "completion.json").read_text())
+    assert scores["graphs"] == 3 and 0 <= scores["hidden_accuracy"] <= 1
 
 
 def test_train_on_a_users_graph_file(tmp_path):
