@@ -11,14 +11,23 @@
   (a minor mode) are restarted from other chains' states at the end of the initial
   buffer and of every slow window, and counted (see :func:`stuck_chains`); after
   warm-up chains are never moved;
+* with ``groups`` (:class:`ChainGroups`: the chains of one batch sample several
+  targets, e.g. the chains of N measurements of one inverse problem), a chain is judged
+  against the chains of its own group only (medians and spreads per group) and restarted
+  only from a chain of its own group; a group with no healthy chain is left alone. The
+  step size and the mass matrix stay shared by all chains (one kernel for the batch):
+  the dual-averaging statistic is the acceptance probability averaged over all chains,
+  and the mass matrix is the **within-group** (co)variance, each group's draws taken
+  about its own mean, so that the distance between the groups' targets does not count
+  as spread;
 * with ``mass_matrix="diag"`` or ``"dense"``, Stan's windows: a fast initial buffer
   (75 iterations), slow windows of 25, 50, 100, ... iterations (the last one stretched
   to the terminal buffer) and a fast terminal buffer (50); for fewer than 150 warm-up
   iterations the buffers are 15 % / 75 % / 10 %. At the end of each slow window the
   inverse mass matrix becomes the variance (or covariance) of the positions of **all
-  chains** over the window (stuck chains excluded), shrunk towards ``1e-3`` as Stan does
-  (``n / (n + 5) * var + 1e-3 * 5 / (n + 5)``, ``n`` the number of draws), and the step
-  size search and dual averaging restart.
+  chains** over the window (stuck chains excluded; within groups, see above), shrunk
+  towards ``1e-3`` as Stan does (``n / (n + 5) * var + 1e-3 * 5 / (n + 5)``, ``n`` the
+  number of draws), and the step size search and dual averaging restart.
 
 Warm-up and sampling are separate phases: adaptation changes the kernel only during
 warm-up; samples are drawn afterwards with the adapted, fixed kernel.
@@ -117,9 +126,63 @@ def windows(num_warmup: int, init_buffer: int = 75, term_buffer: int = 50, base_
     return init_buffer, ends
 
 
+@attrs.frozen(eq=False)
+class ChainGroups:
+    """A partition of a batch's chains into groups that share a target.
+
+    Build it with :meth:`of` from the caller's labels ``chain_groups`` ``(B,)`` (any
+    integers; chains with equal labels form a group).
+
+    Attributes:
+        index (Tensor): long ``(B,)``: each chain's group, ``0 .. G - 1`` in the order of
+            the sorted labels.
+        labels (list[int]): the caller's label of each group, ``G`` of them, sorted.
+        members (list[Tensor]): the chains of each group, long index tensors.
+
+    Example:
+        >>> groups = ChainGroups.of(torch.tensor([7, 7, 3, 3, 3]), 5, torch.device("cpu"))
+        >>> groups.labels, groups.index.tolist(), [m.tolist() for m in groups.members]
+        ([3, 7], [1, 1, 0, 0, 0], [[2, 3, 4], [0, 1]])
+    """
+
+    index: Tensor
+    labels: list
+    members: list
+
+    @classmethod
+    def of(cls, chain_groups: object, chains: int, device: torch.device) -> "ChainGroups | None":
+        """Checks and partitions ``chain_groups`` (None, a tensor or a sequence of ints, ``(B,)``).
+
+        Raises:
+            InvalidValueError: not a one-dimensional integer array of ``chains`` labels.
+        """
+        if chain_groups is None:
+            return None
+        try:
+            labels = torch.as_tensor(chain_groups)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise InvalidValueError(
+                f"chain_groups must be a (B,) integer tensor of group labels: {err}") from None
+        if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+            raise InvalidValueError(f"chain_groups must hold integer group labels, got dtype {labels.dtype}")
+        if tuple(labels.shape) != (chains,):
+            raise InvalidValueError(
+                f"chain_groups must be one label per chain, shape ({chains},), got {tuple(labels.shape)}")
+        labels = labels.to(device=device, dtype=torch.long)
+        unique, index = torch.unique(labels, sorted=True, return_inverse=True)
+        order = torch.argsort(index, stable=True)
+        counts = torch.bincount(index, minlength=unique.numel()).tolist()
+        return cls(index, [int(v) for v in unique.tolist()], list(torch.split(order, counts)))
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.labels)
+
+
 class Moments:
     """Streaming per-chain mean and (co)variance of draws ``(B, D)`` in float64 (Welford),
-    pooled over any subset of chains on demand (Chan's combination)."""
+    pooled over any subset of chains on demand (Chan's combination), optionally within
+    groups of chains."""
 
     def __init__(self, chains: int, dim: int, dense: bool, device: torch.device) -> None:
         self.n = 0
@@ -136,19 +199,38 @@ class Moments:
         after = x - self.mean
         self.m2 = self.m2 + (delta.unsqueeze(2) * after.unsqueeze(1) if self.dense else delta * after)
 
-    def pooled(self, keep: Tensor | None = None) -> tuple[int, Tensor, Tensor]:
-        """``(number of draws, mean (D,), sum of squared deviations)`` over the kept chains."""
+    def pooled(self, keep: Tensor | None = None, groups: Tensor | None = None) -> tuple[int, Tensor, Tensor]:
+        """``(number of draws, mean (D,), sum of squared deviations)`` over the kept chains.
+
+        With ``groups`` (long ``(B,)``, each chain's group) the deviations are taken about
+        each group's own mean (the within-group sum of squares); the mean returned is
+        still the grand mean.
+        """
         mean, m2 = (self.mean, self.m2) if keep is None else (self.mean[keep], self.m2[keep])
         grand = mean.mean(0)
-        dev = mean - grand
+        if groups is None:
+            dev = mean - grand
+        else:
+            g = groups if keep is None else groups[keep]
+            _, g = torch.unique(g, return_inverse=True)
+            size = torch.bincount(g).to(mean.dtype)
+            centre = torch.zeros(size.numel(), mean.shape[1], dtype=mean.dtype, device=mean.device)
+            centre = centre.index_add(0, g, mean) / size.unsqueeze(1)
+            dev = mean - centre[g]
         spread = dev.T @ dev if self.dense else (dev * dev).sum(0)
         return self.n * mean.shape[0], grand, m2.sum(0) + self.n * spread
 
-    def regularised(self, keep: Tensor | None = None) -> Tensor:
+    def regularised(self, keep: Tensor | None = None, groups: Tensor | None = None) -> Tensor:
         """Stan's shrunk estimate ``n/(n+5) var + 1e-3 * 5/(n+5)`` (times the identity for
-        dense) from the draws of the kept chains (all by default)."""
-        n, _, m2 = self.pooled(keep)
-        var = m2 / max(n - 1, 1)
+        dense) from the draws of the kept chains (all by default); with ``groups`` (long
+        ``(B,)``) the pooled within-group estimate (``n - G`` degrees of freedom for ``G``
+        groups among the kept chains)."""
+        n, _, m2 = self.pooled(keep, groups)
+        if groups is None:
+            fitted = 1
+        else:
+            fitted = int(torch.unique(groups if keep is None else groups[keep]).numel())
+        var = m2 / max(n - fitted, 1)
         shrink = 1e-3 * 5.0 / (n + 5.0)
         if self.dense:
             return (n / (n + 5.0)) * var + shrink * torch.eye(var.shape[0], dtype=var.dtype, device=var.device)
@@ -189,8 +271,53 @@ def stuck_chains(acceptance: Tensor, potential: Tensor, threshold: float = 0.02,
     return ~finite | stopped | far
 
 
-def restart(state: State, stuck: Tensor, generator: torch.Generator | None) -> State:
-    """Moves each stuck chain onto the state of a chain drawn uniformly from the others."""
+def grouped_stuck_chains(acceptance: Tensor, potential: Tensor, groups: ChainGroups | None) -> Tensor:
+    """:func:`stuck_chains` within each group (median and spread of the group's own chains).
+
+    Without groups, :func:`stuck_chains` on the whole batch (none for a single chain); a
+    group of one chain is never stuck (it has no other chain to be judged against).
+
+    Returns:
+        Tensor: bool ``(B,)``.
+    """
+    if groups is None:
+        if potential.shape[0] > 1:
+            return stuck_chains(acceptance, potential)
+        return torch.zeros(potential.shape[0], dtype=torch.bool, device=potential.device)
+    stuck = torch.zeros(potential.shape[0], dtype=torch.bool, device=potential.device)
+    for idx in groups.members:
+        if idx.numel() > 1:
+            stuck[idx] = stuck_chains(acceptance[idx], potential[idx])
+    return stuck
+
+
+def restartable(stuck: Tensor, groups: ChainGroups | None) -> Tensor:
+    """The stuck chains that can be restarted: those with a chain that is not stuck in
+    their group (in the batch without groups). Bool ``(B,)``."""
+    if groups is None:
+        return stuck if bool(stuck.any()) and not bool(stuck.all()) else torch.zeros_like(stuck)
+    healthy = torch.bincount(groups.index[~stuck], minlength=groups.num_groups)
+    return stuck & (healthy[groups.index] > 0)
+
+
+def restart(state: State, stuck: Tensor, generator: torch.Generator | None,
+            groups: ChainGroups | None = None) -> State:
+    """Moves each stuck chain onto the state of a chain drawn uniformly from the others
+    that are not stuck: from its own group with ``groups`` (stuck chains of a group with
+    no healthy chain stay where they are)."""
+    if groups is not None:
+        index = torch.arange(stuck.shape[0], device=stuck.device)
+        device = generator.device if generator is not None else stuck.device
+        for idx in groups.members:
+            mine = stuck[idx]
+            moved = int(mine.sum())
+            if moved == 0 or moved == idx.numel():
+                continue
+            good = idx[~mine]
+            draw = torch.randint(0, good.numel(), (moved,), generator=generator, device=device)
+            index[idx[mine]] = good[draw.to(good.device)]
+        return State(tree.index(state.position, index), state.potential[index], tree.index(state.grad, index),
+                     {k: tree.index(v, index) for k, v in state.aux.items()})
     good = (~stuck).nonzero().flatten()
     device = generator.device if generator is not None else good.device
     pick = good[torch.randint(0, good.numel(), (int(stuck.sum()),), generator=generator, device=device).to(good.device)]
@@ -247,6 +374,8 @@ class Adapted:
             chains' states (see :func:`stuck_chains`).
         initial_step_size (float | None): what the first step-size search found (None
             without step-size adaptation): the yardstick of a collapsed step size.
+        restarted_per_group (dict[int, int] | None): with groups, the restarts of each
+            group, by the caller's label (every group, zeros included); None without.
     """
 
     state: State
@@ -256,6 +385,7 @@ class Adapted:
     step_size_trace: list[float]
     num_restarted: int = 0
     initial_step_size: float | None = None
+    restarted_per_group: dict | None = None
 
 
 def window_adaptation(
@@ -270,6 +400,7 @@ def window_adaptation(
     target_accept: float,
     adapt_step_size: bool = True,
     mass_matrix: str | None = None,
+    groups: ChainGroups | None = None,
 ) -> Adapted:
     """Runs ``num_warmup`` adapting iterations of the kernel ``make_step(step_size, metric)``.
 
@@ -284,6 +415,9 @@ def window_adaptation(
         target_accept (float): the acceptance probability dual averaging aims for.
         adapt_step_size (bool): adapt the step size (else keep ``step_size``).
         mass_matrix (str | None): ``"diag"``, ``"dense"`` or None (keep ``metric``).
+        groups (ChainGroups | None): chains that share a target (see the module's
+            docstring): restarts, their medians and thresholds, and the mass matrix's
+            deviations are taken within groups; None: all chains share one target.
 
     Returns:
         Adapted: the chains, step size, metric and warm-up statistics.
@@ -297,8 +431,14 @@ def window_adaptation(
         )
     stats = Stats.zeros(state.potential)
     trace: list[float] = []
+    per_group = None if groups is None else torch.zeros(groups.num_groups, dtype=torch.long,
+                                                         device=groups.index.device)
+
+    def counts() -> dict | None:
+        return None if per_group is None else dict(zip(groups.labels, per_group.tolist()))
+
     if num_warmup == 0:
-        return Adapted(state, step_size, metric, stats, trace)
+        return Adapted(state, step_size, metric, stats, trace, restarted_per_group=counts())
     initial = None
     if adapt_step_size:
         step_size = initial = find_step_size(make_step, state, step_size, metric, generator, target_accept)
@@ -328,21 +468,26 @@ def window_adaptation(
             moments.add(tree.ravel(state.position))
         if i + 1 not in checks:
             continue
-        stuck = stuck_chains(since / count, state.potential) if chains > 1 else torch.zeros(chains, dtype=torch.bool)
+        stuck = grouped_stuck_chains(since / count, state.potential, groups)
         since, count = torch.zeros_like(since), 0
         if adapt_mass and moments is not None and i + 1 in ends:
-            inv = moments.regularised(keep=None if bool(stuck.all()) else ~stuck).to(state.potential.dtype)
+            keep = None if bool(stuck.all()) else ~stuck
+            inv = moments.regularised(keep, None if groups is None else groups.index)
+            inv = inv.to(state.potential.dtype)
             metric = (DenseMetric(inv) if mass_matrix == "dense"
                       else DiagonalMetric(inv.reshape(state.position.shape[1:])))
             moments = None
-        if bool(stuck.any()) and not bool(stuck.all()):
-            state = restart(state, stuck, generator)
-            restarted += int(stuck.sum())
+        moving = restartable(stuck, groups)
+        if bool(moving.any()):
+            state = restart(state, moving, generator, groups)
+            restarted += int(moving.sum())
+            if per_group is not None:
+                per_group += torch.bincount(groups.index[moving], minlength=groups.num_groups)
         if adapt_step_size and i + 1 in ends:
             h = find_step_size(make_step, state, da.step_size, metric, generator, target_accept)
             da = DualAveraging.start(h)
     final = da.final_step_size if adapt_step_size else step_size
-    return Adapted(state, final, metric, stats, trace, restarted, initial)
+    return Adapted(state, final, metric, stats, trace, restarted, initial, counts())
 
 
 def describe_metric(metric: Metric) -> Tensor | float:

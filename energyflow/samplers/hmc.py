@@ -14,7 +14,9 @@ With ``num_warmup > 0`` the run first adapts the step size (dual averaging towar
 ``"dense"``, the mass matrix in Stan's windows from all chains (see
 :mod:`energyflow.samplers.adaptation`); then ``num_steps`` iterations sample with the
 adapted kernel. The result's ``info`` holds the adapted ``step_size`` and
-``inverse_mass``.
+``inverse_mass``. A batch whose chains sample several targets (one per measurement,
+say) passes ``run(..., chain_groups=...)``: warm-up's restarts and the mass matrix's
+spread then stay within each group.
 
 The pure kernel is :func:`kernel`; :class:`HMC` is the configured sampler.
 
@@ -38,7 +40,7 @@ from energyflow.errors import InvalidValueError
 from energyflow.field import Field
 from energyflow.samplers import kernel as K
 from energyflow.samplers._config import one_of, positive, resolve_draws
-from energyflow.samplers.adaptation import describe_metric, window_adaptation
+from energyflow.samplers.adaptation import ChainGroups, describe_metric, window_adaptation
 from energyflow.samplers.base import Recorder, SampleResult, find_model, forbid_batch_coupling, prepare
 from energyflow.samplers.draws import DrawBuffer
 from energyflow.diagnostics import warn_transitions
@@ -185,11 +187,28 @@ class HMC:
         *,
         generator: torch.Generator | None = None,
         record_every: int | None = None,
+        chain_groups: Tensor | None = None,
     ) -> SampleResult:
-        """Warms up for ``num_warmup`` iterations, then runs ``num_steps`` from ``x0`` ``(B, *event)``."""
+        """Warms up for ``num_warmup`` iterations, then runs ``num_steps`` from ``x0`` ``(B, *event)``.
+
+        Args:
+            field (Field): the compiled field.
+            x0 (Tensor): the initial states, ``(B, *event)``.
+            generator (torch.Generator | None): the random stream.
+            record_every (int | None): keep every ``record_every``-th state in the trajectory.
+            chain_groups (Tensor | None): integer ``(B,)``: chains with equal labels sample
+                one target, chains with different labels different ones (e.g. the chains
+                of N measurements of an inverse problem, ``arange(N).repeat_interleave(K)``).
+                Warm-up then judges and restarts stuck chains within their group only (see
+                :mod:`energyflow.samplers.adaptation`), and ``info["num_restarted_per_group"]``
+                maps each label to its restarts. The step size (and mass matrix) stay one
+                for the batch; the mass matrix is the within-group (co)variance. None (the
+                default): all chains share one target.
+        """
         T = self.temperature
         forbid_batch_coupling(field, "HMC")
         x, space = prepare(field, x0, T, generator)
+        groups = ChainGroups.of(chain_groups, tree.first(x).shape[0], tree.first(x).device)
         metric = make_metric(self.inverse_mass, space, x)
         evals0 = field.num_grad_evals
         potential = K.field_potential(field, T)
@@ -208,7 +227,8 @@ class HMC:
         keep = DrawBuffer(x, self.num_samples, self.thin) if self.num_samples else None  # refused before sampling
         warm = window_adaptation(make_step, state, self.num_warmup, generator, space=space,
                                  step_size=self.step_size, metric=metric, target_accept=self.target_accept,
-                                 adapt_step_size=self.adapt_step_size, mass_matrix=self.mass_matrix)
+                                 adapt_step_size=self.adapt_step_size, mass_matrix=self.mass_matrix,
+                                 groups=groups)
         evals_warm = field.num_grad_evals - evals0
         rec = Recorder(self.num_steps, warm.state.position, record_every)
         state, stats = K.sample(make_step(warm.step_size, warm.metric), warm.state, self.num_steps, generator,
@@ -221,6 +241,8 @@ class HMC:
         if self.num_warmup:
             info["warmup_acceptance"] = float(warm.stats.mean_acceptance().mean())
             info["num_restarted"] = warm.num_restarted
+            if warm.restarted_per_group is not None:
+                info["num_restarted_per_group"] = warm.restarted_per_group
             info["warmup_step_sizes"] = list(warm.step_size_trace)
             if warm.initial_step_size is not None:
                 info["step_size_initial"] = warm.initial_step_size

@@ -10,7 +10,9 @@ With ``num_warmup > 0`` the run first adapts: the step size by dual averaging to
 ``mass_matrix="diag"`` or ``"dense"``, the preconditioner in Stan's windows from all
 chains (see :mod:`energyflow.samplers.adaptation`). Then ``num_steps`` iterations
 sample with the adapted kernel; the result's ``info`` holds the adapted ``step_size``
-and ``inverse_mass``.
+and ``inverse_mass``. A batch whose chains sample several targets (one per measurement,
+say) passes ``run(..., chain_groups=...)``: warm-up's restarts and the mass matrix's
+spread then stay within each group.
 
 Chains are corrected independently, so fields with interaction terms are refused. On a
 constrained space the proposal is the space's Gaussian (projected noise, projected
@@ -43,7 +45,7 @@ from energyflow import tree
 from energyflow.field import Field
 from energyflow.samplers import kernel as K
 from energyflow.samplers._config import one_of, positive, resolve_draws
-from energyflow.samplers.adaptation import describe_metric, window_adaptation
+from energyflow.samplers.adaptation import ChainGroups, describe_metric, window_adaptation
 from energyflow.samplers.base import Recorder, SampleResult, find_model, forbid_batch_coupling, prepare
 from energyflow.samplers.draws import DrawBuffer
 from energyflow.diagnostics import warn_transitions
@@ -146,11 +148,28 @@ class MALA:
         *,
         generator: torch.Generator | None = None,
         record_every: int | None = None,
+        chain_groups: Tensor | None = None,
     ) -> SampleResult:
-        """Warms up for ``num_warmup`` iterations, then runs ``num_steps`` from ``x0`` ``(B, *event)``."""
+        """Warms up for ``num_warmup`` iterations, then runs ``num_steps`` from ``x0`` ``(B, *event)``.
+
+        Args:
+            field (Field): the compiled field.
+            x0 (Tensor): the initial states, ``(B, *event)``.
+            generator (torch.Generator | None): the random stream.
+            record_every (int | None): keep every ``record_every``-th state in the trajectory.
+            chain_groups (Tensor | None): integer ``(B,)``: chains with equal labels sample
+                one target, chains with different labels different ones (e.g. the chains
+                of N measurements of an inverse problem, ``arange(N).repeat_interleave(K)``).
+                Warm-up then judges and restarts stuck chains within their group only (see
+                :mod:`energyflow.samplers.adaptation`), and ``info["num_restarted_per_group"]``
+                maps each label to its restarts. The step size (and mass matrix) stay one
+                for the batch; the mass matrix is the within-group (co)variance. None (the
+                default): all chains share one target.
+        """
         T = self.temperature
         forbid_batch_coupling(field, "MALA")
         x, space = prepare(field, x0, T, generator)
+        groups = ChainGroups.of(chain_groups, tree.first(x).shape[0], tree.first(x).device)
         evals0 = field.num_grad_evals
         potential = K.field_potential(field, T)
         state = K.init(x, potential)
@@ -164,7 +183,8 @@ class MALA:
         keep = DrawBuffer(x, self.num_samples, self.thin) if self.num_samples else None  # refused before sampling
         warm = window_adaptation(make_step, state, self.num_warmup, generator, space=space,
                                  step_size=self.step_size * T, metric=metric, target_accept=self.target_accept,
-                                 adapt_step_size=self.adapt_step_size, mass_matrix=self.mass_matrix)
+                                 adapt_step_size=self.adapt_step_size, mass_matrix=self.mass_matrix,
+                                 groups=groups)
         evals_warm = field.num_grad_evals - evals0
         rec = Recorder(self.num_steps, warm.state.position, record_every)
         state, stats = K.sample(make_step(warm.step_size, warm.metric), warm.state, self.num_steps, generator,
@@ -176,6 +196,8 @@ class MALA:
         if self.num_warmup:
             info["warmup_acceptance"] = float(warm.stats.mean_acceptance().mean())
             info["num_restarted"] = warm.num_restarted
+            if warm.restarted_per_group is not None:
+                info["num_restarted_per_group"] = warm.restarted_per_group
             info["warmup_step_sizes"] = [h / T for h in warm.step_size_trace]
             if warm.initial_step_size is not None:
                 info["step_size_initial"] = warm.initial_step_size / T

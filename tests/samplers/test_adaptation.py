@@ -14,12 +14,13 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
 import energyflow as ef
 from energyflow.errors import InvalidValueError
 from energyflow.samplers import hmc
 from energyflow.samplers import kernel as K
-from energyflow.samplers.adaptation import DualAveraging, Moments, stuck_chains, windows
+from energyflow.samplers.adaptation import ChainGroups, DualAveraging, Moments, stuck_chains, windows
 
 F64 = torch.float64
 
@@ -66,6 +67,47 @@ def test_moments_match_the_pooled_sample_estimate(dense):
         assert m.pooled(mask)[0] == n
         assert torch.allclose(m.pooled(mask)[1], pooled.mean(0), atol=1e-12)
         assert torch.allclose(m.regularised(mask), shrunk, atol=1e-12)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_moments_within_groups_take_each_group_about_its_own_mean(dense):
+    """Two groups of chains whose draws sit 40 apart: the within-group estimate is the
+    pooled variance of the draws about their group's mean (n - G degrees of freedom),
+    whereas pooling about the grand mean adds the gap between the groups (~400)."""
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(9, 6, 3, generator=g, dtype=F64) * torch.tensor([1.0, 2.0, 3.0], dtype=F64)
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    draws = draws + 40.0 * labels.to(F64).reshape(1, -1, 1)
+    m = Moments(6, 3, dense, torch.device("cpu"))
+    for x in draws:
+        m.add(x)
+    keep = torch.tensor([True, True, False, True, True, True])
+    for mask in (None, keep):
+        use = torch.ones(6, dtype=torch.bool) if mask is None else mask
+        parts = [draws[:, use & (labels == k)].reshape(-1, 3) for k in (0, 1)]
+        centred = torch.cat([p - p.mean(0) for p in parts])
+        n = centred.shape[0]
+        expected = centred.T @ centred / (n - 2) if dense else (centred**2).sum(0) / (n - 2)
+        eye = torch.eye(3, dtype=F64) if dense else 1.0
+        shrunk = n / (n + 5.0) * expected + 1e-3 * 5.0 / (n + 5.0) * eye
+        assert torch.allclose(m.regularised(mask, groups=labels), shrunk, atol=1e-12)
+        diag = torch.diagonal(m.regularised(mask)) if dense else m.regularised(mask)
+        assert bool((diag > 300.0).all())  # negative control: across groups
+
+
+def test_chain_groups_partition_labels_and_refuse_bad_ones():
+    groups = ChainGroups.of([5, -1, 5, 2], 4, torch.device("cpu"))
+    assert groups.labels == [-1, 2, 5] and groups.index.tolist() == [2, 0, 2, 1]
+    assert [m.tolist() for m in groups.members] == [[1], [3], [0, 2]]
+    assert ChainGroups.of(None, 4, torch.device("cpu")) is None
+    field = ef.compile(ef.GaussianPotential(torch.zeros(2), torch.eye(2)))
+    bad_labels = [(torch.zeros(3, dtype=torch.long), r"shape \(4,\)"), (torch.zeros(4), "integer"),
+                  (torch.zeros(4, dtype=torch.bool), "integer"), (torch.zeros(2, 2, dtype=torch.long), "shape"),
+                  ("ab", "integer tensor")]
+    for bad, match in bad_labels:
+        for sampler in (ef.MALA(num_steps=1), ef.HMC(num_steps=1, num_leapfrog=1)):
+            with pytest.raises(InvalidValueError, match=match):
+                sampler.run(field, torch.zeros(4, 2), chain_groups=bad)
 
 
 def test_stuck_chains_are_the_ones_that_neither_move_nor_fit():
@@ -235,3 +277,79 @@ def test_stranded_chains_in_a_minor_mode_are_restarted():
     finally:
         adaptation.stuck_chains = original
     assert int((control.samples[:, 0] > 0).sum()) == 16  # all 16 are still in the minor mode
+
+
+class _TwoTargets(ef.Energy):
+    """Chain b targets its own group's mixture N(c, 1) + e^-30 N(c + 30, 1), c = 0 for
+    group 0 and 40 for group 1, whose potential also sits 100 nats higher: two posteriors
+    in one batch, as the chains of two measurements of an inverse problem are."""
+
+    def __init__(self, labels: Tensor) -> None:
+        super().__init__()
+        self.centre = 40.0 * labels.to(F64)
+        self.offset = 100.0 * labels.to(F64)
+
+    def forward(self, x):
+        z = x[:, 0] - self.centre
+        rest = 0.5 * (x[:, 1:] ** 2).sum(1)
+        return -torch.logaddexp(-0.5 * z**2, -0.5 * (z - 30.0) ** 2 - 30.0) + self.offset + rest
+
+
+@pytest.mark.parametrize("sampler", [
+    ef.MALA(num_warmup=200, num_samples=50, mass_matrix="diag"),
+    ef.HMC(num_warmup=200, num_samples=20, num_leapfrog=4, mass_matrix="diag"),
+], ids=["mala", "hmc"])
+def test_warmup_restarts_stay_within_chain_groups(sampler):
+    """24 chains of group 0 (2 of them started in its minor mode at +30) and 8 of group 1
+    (1 in its minor mode at +70). With chain_groups every restart copies a chain of the
+    same group (group 1's chains sit 100 nats above the batch's median, yet are judged
+    against their own), the minor-mode chains of both groups are restarted, counted per
+    group, and no chain ever holds the other group's state (x[0] > 20 marks group 1's).
+    The mass matrix is the within-group variance (~1 for x[0]), not the 40-wide gap.
+    Negative control, chain_groups=None: group 1's chains are 'stranded' and copied onto
+    group 0's states, the old behaviour (one target for the batch); for HMC the shared step
+    size then collapses to ~2e-16, the blind-denoising failure."""
+    import warnings
+
+    from energyflow.diagnostics import EnergyflowWarning
+    from energyflow.samplers import adaptation
+
+    labels = torch.tensor([0] * 24 + [1] * 8)
+    start = torch.zeros(32, 2, dtype=F64)
+    start[:, 0] = 40.0 * labels.to(F64)
+    start[[5, 17], 0] = 30.0  # group 0's minor mode
+    start[27, 0] = 70.0  # group 1's minor mode
+    field = ef.compile(_TwoTargets(labels))
+    moves: list[Tensor] = []  # which group's state each chain holds after every restart
+    original = adaptation.restart
+
+    def spy(state, stuck, generator, groups=None):
+        out = original(state, stuck, generator, groups)
+        moves.append((out.position[:, 0] > 20.0).long())
+        return out
+
+    adaptation.restart = spy
+    try:
+        out = sampler.run(field, start, generator=torch.Generator().manual_seed(0), chain_groups=labels)
+        moved_grouped, moves[:] = list(moves), []
+        with warnings.catch_warnings():  # HMC's control also collapses its step size (StepSizeWarning)
+            warnings.simplefilter("ignore", EnergyflowWarning)
+            control = sampler.run(field, start, generator=torch.Generator().manual_seed(0))
+        moved_control = list(moves)
+    finally:
+        adaptation.restart = original
+    assert moved_grouped and all(torch.equal(m, labels) for m in moved_grouped)
+    kept = out.draws[..., 0]  # (chains, draws)
+    assert bool(((kept > 20.0).long() == labels[:, None]).all())
+    assert bool(((kept - 40.0 * labels[:, None]).abs() < 8.0).all())  # every chain left its minor mode
+    per_group = out.info["num_restarted_per_group"]
+    assert per_group == {0: 2, 1: 1} and out.info["num_restarted"] == 3  # the minor-mode chains, only
+    assert 0.3 < float(out.info["inverse_mass"][0]) < 3.0
+    assert float(out.mean_acceptance) > 0.3
+    # Negative control: without groups the batch is one target; chains of group 1 land on group 0's states.
+    assert "num_restarted_per_group" not in control.info
+    assert any(not torch.equal(m, labels) for m in moved_control)
+    assert int((control.samples[labels == 1, 0] < 20.0).sum()) == 8  # all of group 1 moved onto group 0
+    assert control.info["num_restarted"] > 8
+    if isinstance(sampler, ef.HMC):
+        assert control.info["step_size"] < 1e-6
