@@ -17,7 +17,7 @@ def test_train_sample_and_evaluate_a_graph_run(tmp_path):
     run = tmp_path / "run"
     tiny = ["--set", "network_options.hidden=8", "--set", "network_options.edge_hidden=4", "--set", "depth=1",
             "--set", "num_langevin_steps=2", "--set", "eval_samples=4", "--set", "sample_t_end=0.1"]
-    res = runner.invoke(app, ["train", "--domain", "graph", "--out", str(run), "--steps", "4", "--batch-size", "8",
+    res = runner.invoke(app, ["train", "--domain", "graph", "--out", str(run), "--steps", "4", "--batch-size", "8", "--set", "phase1_steps=2",
                               *tiny])
     assert res.exit_code == 0, res.output
     assert (run / "plots" / "samples.png").is_file()
@@ -43,7 +43,7 @@ def test_train_sample_and_evaluate_a_graph_run(tmp_path):
 def test_train_on_a_users_graph_file(tmp_path):
     data = save_graph_file([nx.cycle_graph(k) for k in range(4, 14)], tmp_path / "cycles.pt")
     res = CliRunner().invoke(app, ["train", "--domain", "graph", "--data", str(data), "--out", str(tmp_path / "r"),
-                                   "--steps", "2", "--batch-size", "4", "--set", "network_options.hidden=8",
+                                   "--steps", "2", "--batch-size", "4", "--set", "phase1_steps=1", "--set", "network_options.hidden=8",
                                    "--set", "network_options.edge_hidden=4", "--set", "eval_samples=2",
                                    "--set", "sample_t_end=0.05", "--set", "num_langevin_steps=2"])
     assert res.exit_code == 0, res.output
