@@ -92,8 +92,8 @@ def main() -> None:
     print(f"\n2. steering ({args.samples} graphs each, the control is the same run without the term)")
     print(f"   {'statistic':<15}{'target':>7}{'control':>9}{'steered':>9}{'shift':>8}   "
           f"MMD² deg / clus / orbit / spec: control -> steered")
-    for name, factor, scale, options in (("edge_count", 1.5, 0.5, {}), ("triangle_count", 1.5, 1.0, {}),
-                                         ("max_degree", 1.5, 0.25, {"temperature": 0.5})):
+    for name, factor, scale, options in (("edge_count", 1.5, 2.0, {}), ("triangle_count", 1.5, 4.0, {}),
+                                         ("max_degree", 1.5, 0.5, {"temperature": 0.5})):
         target = float(measure(train_graphs, name).mean()) * factor
         t = time.time()
         r = steer(potential, domain, args.samples, name, target, scale=scale, options=options, sampler=sampler,
