@@ -399,31 +399,31 @@ PRESETS: dict[str, dict[str, Any]] = {
     # GPU-sized presets (hours on one GPU; not run here).
     "planar": dict(
         domain="graph", dataset="planar", source="gaussian", coupling="graph_ot", hidden=32, depth=3,
-        network_options={"edge_hidden": 8}, steps=800, phase1_steps=800, tau_star=1.0, step_size=0.01,
+        network_options={"edge_hidden": 8, "aggregate": "mean"}, steps=800, phase1_steps=800, tau_star=1.0, step_size=0.01,
         num_langevin_steps=20, eps_max=0.05, lambda_cd=0.1, clamp_beta=1.0, batch_size=32, lr=1e-3,
         ema_decay=0.99, ema_decay_phase2=0.99, sample_t_end=1.2, eval_samples=40, eval_every=1000,
     ),
     "sbm": dict(
         domain="graph", dataset="sbm", source="gaussian", coupling="graph_ot", hidden=32, depth=3,
-        network_options={"edge_hidden": 8}, steps=400, phase1_steps=400, tau_star=1.0, step_size=0.01,
+        network_options={"edge_hidden": 8, "aggregate": "mean"}, steps=400, phase1_steps=400, tau_star=1.0, step_size=0.01,
         num_langevin_steps=20, eps_max=0.05, lambda_cd=0.1, clamp_beta=1.0, batch_size=16, lr=1e-3,
         ema_decay=0.99, ema_decay_phase2=0.99, sample_t_end=1.2, eval_samples=40, eval_every=1000,
     ),
     "grid": dict(
         domain="graph", dataset="grid", source="gaussian", coupling="ot", hidden=32, depth=3,
-        network_options={"edge_hidden": 8}, steps=200, phase1_steps=200, tau_star=1.0, step_size=0.01,
+        network_options={"edge_hidden": 8, "aggregate": "mean"}, steps=200, phase1_steps=200, tau_star=1.0, step_size=0.01,
         num_langevin_steps=20, eps_max=0.05, lambda_cd=0.1, clamp_beta=1.0, batch_size=8, lr=1e-3,
         ema_decay=0.99, ema_decay_phase2=0.99, sample_t_end=1.2, eval_samples=20, eval_every=1000,
     ),
     "planar_gpu": dict(
         domain="graph", dataset="planar", source="gaussian", coupling="graph_ot", hidden=128, depth=4,
-        network_options={"edge_hidden": 64}, steps=100_000, phase1_steps=90_000, tau_star=1.0, step_size=0.01,
+        network_options={"edge_hidden": 64, "aggregate": "mean"}, steps=100_000, phase1_steps=90_000, tau_star=1.0, step_size=0.01,
         num_langevin_steps=50, eps_max=0.05, lambda_cd=0.1, clamp_beta=1.0, batch_size=64, lr=5e-4,
         ema_decay=0.999, ema_decay_phase2=0.999, sample_t_end=1.2, eval_samples=40, eval_every=5000, device="auto",
     ),
     "sbm_gpu": dict(
         domain="graph", dataset="sbm", source="gaussian", coupling="graph_ot", hidden=128, depth=4,
-        network_options={"edge_hidden": 64}, steps=100_000, phase1_steps=90_000, tau_star=1.0, step_size=0.01,
+        network_options={"edge_hidden": 64, "aggregate": "mean"}, steps=100_000, phase1_steps=90_000, tau_star=1.0, step_size=0.01,
         num_langevin_steps=50, eps_max=0.05, lambda_cd=0.1, clamp_beta=1.0, batch_size=32, lr=5e-4,
         ema_decay=0.999, ema_decay_phase2=0.999, sample_t_end=1.2, eval_samples=40, eval_every=5000, device="auto",
     ),
