@@ -10,7 +10,10 @@
   pair layers on the relaxed adjacency (imported on use: it needs ``torch_geometric``);
 * :mod:`.metrics` and :mod:`.orbits`: degree, clustering, 4-node orbit and spectral
   statistics and the MMD² of the field's two kernel conventions (GDSS, SPECTRE/DiGress);
-* :mod:`.validity`: planar and SBM validity, uniqueness, novelty and V.U.N.
+* :mod:`.validity`: planar and SBM validity, uniqueness, novelty and V.U.N.;
+* :mod:`.coupling`: ``graph_ot``, exact OT within equal sizes with each data graph
+  relabelled onto its noise partner (FAQ quadratic assignment);
+* :mod:`.conditional`: completion, property steering and repulsion with the DSL.
 """
 
 from energyflow.domains.graph.convert import dense_to_graphs, from_pyg, graphs_to_dense, to_pyg
