@@ -242,13 +242,13 @@ class GraphDomain(Domain):
             dict: ``{"adj": (n, N, N) float32, "mask": (n, N) bool}``.
         """
         n = self._check_n(n)
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        idx = torch.randint(self._train["mask"].shape[0], (n,), generator=gen, device=gen.device).cpu()
+        gdev = generator.device if generator is not None else None  # None: torch's global stream
+        idx = torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
         adj, mask = self._train["adj"][idx], self._train["mask"][idx]
         if self.permute:
             # Real nodes first in a uniformly random order, padding after: argsort of
             # uniform keys with the padding's keys pushed past every real one.
-            keys = torch.rand(n, self.max_nodes, generator=gen, device=gen.device).cpu() + (~mask).float() * 2
+            keys = torch.rand(n, self.max_nodes, generator=generator, device=gdev).cpu() + (~mask).float() * 2
             perm = keys.argsort(dim=1)
             rows = torch.arange(n)[:, None, None]
             adj = adj[rows, perm[:, :, None], perm[:, None, :]]
@@ -265,11 +265,12 @@ class GraphDomain(Domain):
         """
         if like is None:
             n = self._check_n(n)
-            gen = generator if generator is not None else torch.Generator().manual_seed(0)
-            idx = torch.randint(self._train["mask"].shape[0], (n,), generator=gen, device=gen.device).cpu()
+            gdev = generator.device if generator is not None else None  # None: torch's global stream
+            idx = torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
             mask = self._train["mask"][idx]
             like = {"adj": torch.zeros(n, self.max_nodes, self.max_nodes), "mask": mask}
-            like = tree.to(like, gen.device)
+            if gdev is not None:
+                like = tree.to(like, gdev)
             n = None
         elif not isinstance(like, dict) or "mask" not in like or "adj" not in like:
             raise InvalidValueError("like must be a graph state {'adj': (B, N, N), 'mask': (B, N)}")
