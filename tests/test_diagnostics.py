@@ -26,6 +26,7 @@ import torch
 import energyflow as ef
 from energyflow import diagnostics as D
 from energyflow.errors import InvalidValueError
+from pyro_models import EIGHT_SCHOOLS_SIGMA, EIGHT_SCHOOLS_Y, eight_schools_noncentred
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -146,20 +147,8 @@ def test_too_few_draws_warn_of_ess():
 
 
 # --------------------------------------------------------------------------- InferenceData
-def eight_schools(y, sigma):
-    import pyro
-    import pyro.distributions as dist
-
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", len(y)):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("y", dist.Normal(theta, sigma), obs=y)
-
-
-Y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
-SIGMA = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+eight_schools = eight_schools_noncentred
+Y, SIGMA = torch.tensor(EIGHT_SCHOOLS_Y), torch.tensor(EIGHT_SCHOOLS_SIGMA)
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,8 @@ from pyro.infer import MCMC, NUTS
 from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 
 import energyflow as ef
+from pyro_models import (EIGHT_SCHOOLS_SIGMA, EIGHT_SCHOOLS_Y, eight_schools_centred,
+                         eight_schools_noncentred)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("float64_default")]
 
@@ -59,25 +61,7 @@ CHAINS = 256
 
 
 # --- the models -------------------------------------------------------------------------------
-Y = [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0]
-SIGMA = [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]
-
-
-def eight_schools_centred(y, sigma):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", len(y)):
-        theta = pyro.sample("theta", dist.Normal(mu, tau))
-        pyro.sample("y", dist.Normal(theta, sigma), obs=y)
-
-
-def eight_schools_noncentred(y, sigma):
-    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
-    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
-    with pyro.plate("schools", len(y)):
-        theta_tilde = pyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
-        theta = pyro.deterministic("theta", mu + tau * theta_tilde)
-        pyro.sample("y", dist.Normal(theta, sigma), obs=y)
+Y, SIGMA = EIGHT_SCHOOLS_Y, EIGHT_SCHOOLS_SIGMA
 
 
 def mixture_data(n: int = 100, seed: int = 0) -> torch.Tensor:
