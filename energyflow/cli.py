@@ -176,11 +176,11 @@ def _run_training(trainer, total: int) -> Any:
 @friendly
 def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to create."),
-    domain: Optional[str] = typer.Option(None, help="Domain: toy, image or graph (each brings its default preset)."),
+    domain: Optional[str] = typer.Option(None, help="Domain: toy, image, graph or molecule (each brings its default preset)."),
     dataset: Optional[str] = typer.Option(None, help="Data set of the domain (e.g. moons, digits, community_small, planar)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your own data file (graph domain: a .pt of PyG Data graphs)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your own data file (graph domain: a .pt of PyG Data graphs; molecule domain: a file of SMILES)."),
     source: Optional[str] = typer.Option(None, help="Where the flow starts (gaussian or a toy set)."),
-    preset: Optional[str] = typer.Option(None, help="Preset: toy, mnist, cifar10, community_small (default: the domain's)."),
+    preset: Optional[str] = typer.Option(None, help="Preset: toy, mnist, cifar10, community_small, qm9, ... (default: the domain's)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML or YAML config file."),
     steps: Optional[int] = typer.Option(None, help="Total training steps."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size."),

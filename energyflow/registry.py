@@ -192,6 +192,7 @@ def domain_default_preset(name: str) -> str:
 register_domain("toy", "energyflow.domains.toy:ToyDomain", default_preset="toy")
 register_domain("image", "energyflow.domains.image:ImageDomain", default_preset="mnist")
 register_domain("graph", "energyflow.domains.graph:GraphDomain", default_preset="community_small")
+register_domain("molecule", "energyflow.domains.molecule:MoleculeDomain", default_preset="qm9")
 
 NETWORKS = Registry(
     "network",
