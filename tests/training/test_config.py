@@ -80,7 +80,7 @@ def test_exact_conversions_are_accepted():
 
 
 # Presets of domains the paper does not cover (their values are this project's, set by benchmarks).
-OWN_PRESETS = {"community_small", "planar", "sbm", "grid", "planar_gpu", "sbm_gpu"}
+OWN_PRESETS = {"community_small", "planar", "sbm", "grid", "planar_gpu", "sbm_gpu", "qm9", "qm9_gpu"}
 
 
 def test_every_preset_is_covered():
