@@ -56,8 +56,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["MoleculeDomain", "decode_graphs", "encode_arrays", "read_smiles_file"]
 
 
-def encode_arrays(atoms: np.ndarray, bonds: np.ndarray) -> dict[str, Tensor]:
+def encode_arrays(atoms: np.ndarray, bonds: np.ndarray, scale: float = 1.0) -> dict[str, Tensor]:
     """Compact arrays -> a state: ``atoms (M, N)`` (``-1`` padding), ``bonds (M, N, N)`` -> signed one-hots.
+
+    The chosen type is ``+scale``, the others ``-scale``, padding and the diagonal 0.
 
     Example:
         >>> s = encode_arrays(np.array([[0, 2, -1]]), np.array([[[0, 1, 0], [1, 0, 0], [0, 0, 0]]]))
@@ -68,10 +70,11 @@ def encode_arrays(atoms: np.ndarray, bonds: np.ndarray) -> dict[str, Tensor]:
     bonds = torch.as_tensor(np.asarray(bonds), dtype=torch.long)
     mask = atoms >= 0
     zero = torch.zeros(())
-    x = torch.where(mask.unsqueeze(-1), 2 * nn.functional.one_hot(atoms.clamp_min(0), len(ATOMS)).float() - 1, zero)
+    s = float(scale)
+    x = torch.where(mask.unsqueeze(-1), s * (2 * nn.functional.one_hot(atoms.clamp_min(0), len(ATOMS)).float() - 1), zero)
     n = atoms.shape[1]
     pair = (mask.unsqueeze(1) & mask.unsqueeze(2) & ~torch.eye(n, dtype=torch.bool)).unsqueeze(-1)
-    adj = torch.where(pair, 2 * nn.functional.one_hot(bonds, len(BONDS)).float() - 1, zero)
+    adj = torch.where(pair, s * (2 * nn.functional.one_hot(bonds, len(BONDS)).float() - 1), zero)
     return {"x": x, "adj": adj, "mask": mask}
 
 
@@ -116,6 +119,11 @@ class MoleculeDomain(Domain):
         max_atoms (int | None): padding size ``N`` (default 9 for the named sets, else the
             largest molecule).
         permute (bool): permute each training draw's atoms at random.
+        scale (float): the data's magnitude: a chosen type is ``+scale``, the others
+            ``-scale`` (decoding by argmax does not depend on it). Against the unit
+            Gaussian source, ``scale=1`` gives data and noise the same norm, so a point
+            half-way along a path looks like one at ``t`` and ``1 - t`` to a
+            time-independent field; smaller values separate them.
 
     Attributes:
         space (ProductSpace): ``{"x": NodeMasked(N, 4), "adj": SymmetricMasked(N, channels=4)}``.
@@ -124,16 +132,19 @@ class MoleculeDomain(Domain):
     """
 
     name = "molecule"
-    options = ("dataset", "source", "seed", "smiles", "path", "test_fraction", "max_atoms", "permute")
+    options = ("dataset", "source", "seed", "smiles", "path", "test_fraction", "max_atoms", "permute", "scale")
     network_options = ("hidden", "depth")
 
     def __init__(self, dataset: str = "qm9", source: str = "gaussian", seed: int = 0,
                  smiles: list[str] | str | os.PathLike[str] | None = None,
                  path: str | os.PathLike[str] | None = None, test_fraction: float = 0.2,
-                 max_atoms: int | None = None, permute: bool = True) -> None:
+                 max_atoms: int | None = None, permute: bool = True, scale: float = 1.0) -> None:
         if not isinstance(source, str) or source.lower() not in ("gaussian", "normal"):
             raise InvalidValueError(f"MoleculeDomain supports only source='gaussian', got {source!r}")
         self.source, self.permute = "gaussian", bool(permute)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < float(scale) < float("inf"):
+            raise InvalidValueError(f"scale must be a finite number > 0, got {scale!r}")
+        self.scale = float(scale)
         if smiles is not None and path is not None:
             raise InvalidValueError("give smiles= (a list or file) or path= (a file of SMILES), not both")
         smiles = path if path is not None else smiles
@@ -162,8 +173,8 @@ class MoleculeDomain(Domain):
         self._atoms, self._bonds = atoms, bonds
         self.train_smiles, self.test_smiles = split.smiles_of("train"), split.smiles_of("test")
         self.validation_smiles = split.smiles_of("validation")
-        self._train = encode_arrays(atoms[split.train], bonds[split.train])
-        self._test = encode_arrays(atoms[split.test], bonds[split.test])
+        self._train = encode_arrays(atoms[split.train], bonds[split.train], self.scale)
+        self._test = encode_arrays(atoms[split.test], bonds[split.test], self.scale)
         self.space = ProductSpace({"x": NodeMasked(self.max_atoms, len(ATOMS), mask="mask"),
                                    "adj": SymmetricMasked(self.max_atoms, mask="mask", channels=len(BONDS))})
 
