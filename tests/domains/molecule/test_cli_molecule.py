@@ -13,7 +13,8 @@ TINY = ["--steps", "4", "--batch-size", "8", "--set", "phase1_steps=2", "--set",
         "--set", "num_langevin_steps=2", "--set", "eval_samples=4", "--set", "sample_t_end=0.1"]
 
 
-def test_train_sample_and_evaluate_a_molecule_run(tmp_path):
+def test_train_sample_and_evaluate_a_molecule_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGYFLOW_CACHE", str(tmp_path / "cache"))  # the property regressors are cached there
     runner = CliRunner()
     run = tmp_path / "run"
     res = runner.invoke(app, ["train", "--domain", "molecule", "--dataset", "nci", "--out", str(run), *TINY])
@@ -30,6 +31,13 @@ def test_train_sample_and_evaluate_a_molecule_run(tmp_path):
     res = runner.invoke(app, ["evaluate", str(run), "--n", "6"])
     assert res.exit_code == 0, res.output
     assert "valid" in res.output and "fcd" in res.output
+    res = runner.invoke(app, ["condition", str(run), "--task", "property", "--target", "qed=0.7", "--n-images", "4", "--regressor-steps", "50",
+                              "--out", str(tmp_path / "design")])
+    assert res.exit_code == 0, res.output
+    assert "training distribution" in res.output and (tmp_path / "design" / "design.json").is_file()
+    res = runner.invoke(app, ["condition", str(run), "--task", "property", "--target", "logp=2",
+                              "--out", str(tmp_path / "design2")])
+    assert res.exit_code == 2 and "logp" in res.output
 
 
 def test_train_on_a_users_smiles_file(tmp_path):
