@@ -88,6 +88,24 @@ def _ar1(rho: float, chains: int, n: int, rng: np.random.Generator) -> np.ndarra
     return x
 
 
+def test_summary_of_a_pyro_nuts_result_is_arvizs_summary_and_its_stats_are_shared_by_the_chains():
+    # NUTS runs the B chains as one chain of the product target: every stat but lp is shared.
+    out = ef.PyroNUTS(num_samples=40, warmup_steps=40, max_tree_depth=4).run(
+        _gaussian(2), torch.zeros(3, 2, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
+    assert out.draws.shape == (3, 40, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", D.EnergyflowWarning)  # 40 draws: ESS warnings are expected
+        table = out.summary()
+        idata = out.to_arviz()
+    pd.testing.assert_frame_equal(table, az.summary(idata))
+    assert len(table) == 2 and list(table.columns)[:2] == ["mean", "sd"]
+    stats = idata.sample_stats
+    assert {"diverging", "step_size", "n_steps", "tree_depth", "lp"} <= set(stats.data_vars)
+    assert stats["step_size"].shape == (3, 40)
+    np.testing.assert_array_equal(stats["step_size"].values[0], stats["step_size"].values[2])
+    assert not np.array_equal(stats["lp"].values[0], stats["lp"].values[1])
+
+
 @pytest.mark.parametrize("rho", [0.5, 0.9, -0.3])
 def test_ess_of_an_ar1_chain_is_n_times_one_minus_rho_over_one_plus_rho(rho):
     chains, n, reps = 4, 2000, 40
