@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import os
@@ -77,6 +79,23 @@ class TrainResult:
     plots: list = attrs.field(factory=list)
 
 
+def lr_factor(step: int, *, warmup: int, steps: int, schedule: str) -> float:
+    """The learning rate's multiplier at ``step``: a linear warm-up, then constant or cosine.
+
+    Example:
+        >>> [round(lr_factor(s, warmup=2, steps=10, schedule="cosine"), 3) for s in (0, 1, 5, 9)]
+        [0.5, 0.976, 0.5, 0.024]
+    """
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    return warm * _DECAY[schedule](step, steps)
+
+
+_DECAY = {
+    "constant": lambda step, steps: 1.0,
+    "cosine": lambda step, steps: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps)),
+}
+
+
 class Trainer:
     """Trains a potential by Energy Matching into ``run_dir``.
 
@@ -120,10 +139,8 @@ class Trainer:
             self.train_potential = self.potential
         self.field = compile_field(self.potential, self.domain.space)
         self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas)
-        warm = cfg.lr_warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, functools.partial(
+            lr_factor, warmup=cfg.lr_warmup_steps, steps=cfg.steps, schedule=cfg.lr_schedule))
         self._ema_decay = cfg.ema_decay
         self.ema: AveragedModel | None = None
         if cfg.ema_decay is not None:

@@ -358,3 +358,19 @@ def test_two_training_steps_on_pytree_graph_states(tmp_path, no_plots):
         assert "edge_density_gap" in trainer.evaluate()
     finally:
         unregister_domain("tinygraph")
+
+
+def test_cosine_schedule_logs_the_documented_learning_rates_and_resumes_on_them(tmp_path, no_plots):
+    from energyflow.training.trainer import lr_factor
+
+    cfg = tiny(lr_schedule="cosine", phase1_steps=8, checkpoint_every=1)
+    run = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        Trainer(cfg, run).fit(callback=stop_at(3))
+    Trainer(cfg, run, resume=True).fit()
+    lrs = {r["step"]: r["lr"] for r in read_metrics(run) if r.get("kind") == "train"}
+    # the record of step k is written after k optimiser steps: the scheduler then stands at step k
+    expected = {k: cfg.lr * lr_factor(k, warmup=4, steps=8, schedule="cosine") for k in lrs}
+    assert lrs == pytest.approx(expected, rel=1e-12) and lrs[8] < lrs[4] < cfg.lr
+    with pytest.raises(Exception, match="lr_schedule"):
+        tiny(lr_schedule="linear")
