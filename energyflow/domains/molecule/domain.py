@@ -341,7 +341,8 @@ class MoleculeDomain(Domain):
         from energyflow.domains.molecule.chem import _rdkit
 
         Chem = _rdkit()
-        shown = [(Chem.MolFromSmiles(s), s) for s in smiles if s is not None][:max_mols]
+        valid = [(Chem.MolFromSmiles(s), s) for s in smiles if s is not None]
+        shown = valid[:max_mols]
         if not shown:
             from energyflow.domains.base import PlotUnavailableError
 
@@ -352,6 +353,6 @@ class MoleculeDomain(Domain):
         fig, axis = plt.subplots(figsize=(2.0 * ncol, 2.0 * rows + 0.4))
         axis.imshow(np.asarray(img))
         axis.set_axis_off()
-        axis.set_title(f"{len(shown)} valid of {len(mols)} samples ({self.dataset})")
+        axis.set_title(f"{len(valid)} of {len(mols)} samples valid as decoded ({self.dataset}); the first {len(shown)} drawn")
         fig.tight_layout()
         return fig
