@@ -104,30 +104,38 @@ def resolve_like(
     return like.shape[0], like.device if device is None else device, like.dtype
 
 
-def subset(data: Tensor, n: int | None, generator: torch.Generator | None, what: str) -> Tensor:
+def subset(data: Any, n: int | None, generator: torch.Generator | None, what: str, unit: str = "points") -> Any:
     """All of ``data`` (``n`` None), its first ``n`` rows, or ``n`` distinct rows drawn with ``generator``.
 
     Args:
-        data (Tensor): ``(N, *event)``.
+        data (Tensor | dict): ``(N, *event)``, or a dict state of batch-first leaves
+            (graphs, molecules), indexed leaf by leaf.
         n (int | None): rows wanted, ``0 <= n <= N``.
         generator (torch.Generator | None): draws the rows (without replacement) when given.
         what (str): names the set in errors (``"the digits test split"``).
+        unit (str): what a row is, for errors (``"graphs"``).
 
     Returns:
-        Tensor: ``(n, *event)`` (``(N, *event)`` for ``n`` None), a copy.
+        Tensor | dict: ``(n, *event)`` (``(N, *event)`` for ``n`` None), a copy.
 
     Example:
         >>> subset(torch.arange(5), 2, None, "x").tolist()
         [0, 1]
+        >>> subset({"a": torch.arange(5), "m": torch.ones(5, dtype=torch.bool)}, 2, None, "x")["a"].tolist()
+        [0, 1]
     """
+    total = tree.batch_size(data) if isinstance(data, dict) else data.shape[0]
     if n is None:
-        return data.clone()
-    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= data.shape[0]:
-        raise InvalidValueError(f"{what} holds {data.shape[0]} points; asked for n={n!r}")
+        return tree.clone(data) if isinstance(data, dict) else data.clone()
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= total:
+        raise InvalidValueError(f"{what} holds {total} {unit}; asked for n={n!r}")
     if generator is None:
-        return data[:n].clone()
-    idx = torch.randperm(data.shape[0], generator=generator, device=generator.device)[:n]
-    return data[idx.to(data.device)]
+        idx: Tensor | slice = slice(0, n)
+    else:
+        idx = torch.randperm(total, generator=generator, device=generator.device)[:n]
+    if isinstance(data, dict):
+        return tree.clone(tree.index(data, idx))
+    return data[idx].clone() if isinstance(idx, slice) else data[idx.to(data.device)]
 
 
 @runtime_checkable

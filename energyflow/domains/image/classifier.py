@@ -40,7 +40,6 @@ import functools
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
 from energyflow.domains.image.data import load_digits_split
+from energyflow.cache import cache_dir as cache_dir_of, load_payload, save_payload
 from energyflow.errors import InvalidValueError
 
 __all__ = [
@@ -112,13 +112,6 @@ class DigitClassifier(nn.Module):
         return self.classifier(self.body(x))
 
 
-def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("ENERGYFLOW_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "energyflow"
-
-
 def _recipe_key(recipe: dict[str, Any]) -> str:
     return _key_of(json.dumps(recipe, sort_keys=True))
 
@@ -144,7 +137,7 @@ def cache_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         >>> cache_path("/tmp/x").name.startswith("digit_classifier-")
         True
     """
-    return _cache_dir(cache_dir) / f"digit_classifier-{_recipe_key(RECIPE)}.pt"
+    return cache_dir_of(cache_dir) / f"digit_classifier-{_recipe_key(RECIPE)}.pt"
 
 
 def _shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
@@ -214,33 +207,20 @@ def train_digit_classifier(recipe: dict[str, Any] | None = None) -> tuple[DigitC
 
 
 def _load_cached(path: Path, key: str) -> DigitClassifier | None:
-    if not path.is_file():
+    payload = load_payload(path, key)
+    if payload is None:
         return None
+    model = DigitClassifier()
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("key") != key:
-            return None
-        model = DigitClassifier()
         model.load_state_dict(payload["state_dict"])
-    except Exception:  # a truncated or foreign file: retrain and overwrite it
+    except Exception:  # a foreign state dict under the right key: retrain and overwrite it
         return None
     return model.eval().requires_grad_(False)
 
 
 def _save_atomic(model: DigitClassifier, info: dict[str, float], path: Path, key: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"key": key, "recipe": json.dumps(RECIPE, sort_keys=True),
-                   "state_dict": model.state_dict(), **info}
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        warnings.warn(
-            f"could not cache the digit classifier in {path} ({err}); it will be retrained next time",
-            RuntimeWarning, stacklevel=3,
-        )
+    payload = {"key": key, "recipe": json.dumps(RECIPE, sort_keys=True), "state_dict": model.state_dict(), **info}
+    save_payload(payload, path, "the digit classifier")
 
 
 def get_digit_classifier(
@@ -261,7 +241,7 @@ def get_digit_classifier(
         callers in this process: do not modify it.
     """
     key = _recipe_key(RECIPE)
-    path = _cache_dir(cache_dir) / f"digit_classifier-{key}.pt"
+    path = cache_dir_of(cache_dir) / f"digit_classifier-{key}.pt"
     model = None if retrain else _MEMORY.get(key)
     if model is None:
         model = None if retrain else _load_cached(path, key)

@@ -39,6 +39,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from energyflow.cache import cache_dir
 from energyflow.domains.molecule.chem import ATOMS, _rdkit, smiles_to_graph
 from energyflow.errors import InvalidValueError
 
@@ -148,11 +149,6 @@ def qm9_csv_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("ENERGYFLOW_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "energyflow"
-
-
 def _read_qm9(folder: Path) -> tuple[list[str], dict[str, np.ndarray]]:
     smiles, alpha, gap = [], [], []
     for name in _QM9_FILES:
@@ -172,7 +168,7 @@ def load_qm9() -> MoleculeSplit:
     folder = qm9_csv_dir()
     recipe = {"files": [[n, (folder / n).stat().st_size] for n in _QM9_FILES], "atoms": list(ATOMS), "version": 1}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = _cache_dir() / f"qm9-{key}.npz"
+    path = cache_dir() / f"qm9-{key}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             smiles = [str(s) for s in z["smiles"]]

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow import tree
-from energyflow.domains.base import Domain
+from energyflow.domains.base import Domain, subset
 from energyflow.domains.molecule.chem import ATOMS, BONDS, graph_to_mol, mol_to_smiles
 from energyflow.domains.molecule.data import MOLECULE_DATASETS, MoleculeSplit, load_molecules, split_smiles
 from energyflow.errors import InvalidValueError
@@ -230,20 +230,11 @@ class MoleculeDomain(Domain):
 
     def train_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """The training molecules as a state (unpermuted); ``n`` of them (the first, or drawn with ``generator``)."""
-        return self._subset(self._train, n, generator, "training")
+        return subset(self._train, n, generator, f"the {self.dataset} training split", "molecules")
 
     def test_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """The test molecules as a state (the metrics' reference)."""
-        return self._subset(self._test, n, generator, "test")
-
-    def _subset(self, state: dict, n: int | None, generator: torch.Generator | None, what: str) -> dict[str, Tensor]:
-        total = state["mask"].shape[0]
-        if n is None:
-            return tree.clone(state)
-        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= total:
-            raise InvalidValueError(f"the {self.dataset} {what} split holds {total} molecules; asked for n={n!r}")
-        idx = torch.arange(n) if generator is None else torch.randperm(total, generator=generator)[:n]
-        return tree.index(state, idx)
+        return subset(self._test, n, generator, f"the {self.dataset} test split", "molecules")
 
     # -- network ---------------------------------------------------------------------
 

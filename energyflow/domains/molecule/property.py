@@ -83,7 +83,6 @@ import json
 import math
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -97,6 +96,7 @@ from energyflow.domains.molecule.chem import ATOMS, BONDS
 from energyflow.domains.molecule.domain import MoleculeDomain, decode_graphs, encode_arrays
 from energyflow.energies.base import Energy
 from energyflow.energies.observe import observe
+from energyflow.cache import cache_dir as cache_dir_of, load_payload, save_payload
 from energyflow.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
@@ -317,13 +317,6 @@ _PARTS = ("first", "second", "all")
 _TRAIN_CALLS = 0  # incremented by every training run; lets tests see cache hits
 
 
-def _cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("ENERGYFLOW_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "energyflow"
-
-
 def _part_positions(domain: MoleculeDomain, part: str) -> np.ndarray:
     """Positions in the training split (``domain.train_data()``'s order) of the molecules of ``part``."""
     if part not in _PARTS:
@@ -381,7 +374,7 @@ def regressor_cache_path(domain: MoleculeDomain, property: str, part: str = "fir
     _check_available(domain, spec)
     r = _recipe(spec, part, shuffle_targets, recipe)
     key = _key(domain, spec, r, _part_positions(domain, part))
-    return _cache_dir(cache_dir) / f"property_regressor-{domain.dataset}-{spec.name}-{part}-{key}.pt"
+    return cache_dir_of(cache_dir) / f"property_regressor-{domain.dataset}-{spec.name}-{part}-{key}.pt"
 
 
 def spearman(a: Any, b: Any) -> float:
@@ -474,31 +467,22 @@ def _evaluate(model: PropertyRegressor, domain: MoleculeDomain, spec: PropertySp
 
 
 def _load(path: Path, key: str) -> PropertyRegressor | None:
-    if not path.is_file():
+    payload = load_payload(path, key)
+    if payload is None:
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("key") != key:
-            return None
         model = PropertyRegressor(int(payload["hidden"]), int(payload["depth"]))
         model.load_state_dict(payload["state_dict"])
         model.metrics = dict(payload["metrics"])
-    except Exception:  # a truncated or foreign file: retrain and overwrite it
+    except Exception:  # a foreign payload under the right key: retrain and overwrite it
         return None
     return model.eval().requires_grad_(False)
 
 
 def _save(model: PropertyRegressor, path: Path, key: str, recipe: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": key, "recipe": json.dumps(recipe, sort_keys=True), "hidden": model.hidden,
-                    "depth": model.depth, "state_dict": model.state_dict(), "metrics": model.metrics}, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        warnings.warn(f"could not cache the property regressor in {path} ({err}); it will be retrained next time",
-                      RuntimeWarning, stacklevel=3)
+    save_payload({"key": key, "recipe": json.dumps(recipe, sort_keys=True), "hidden": model.hidden,
+                  "depth": model.depth, "state_dict": model.state_dict(), "metrics": model.metrics},
+                 path, "the property regressor")
 
 
 def train_regressor(domain: MoleculeDomain, property: str, part: str = "first", *, steps: int | None = None,
@@ -536,7 +520,7 @@ def train_regressor(domain: MoleculeDomain, property: str, part: str = "first", 
     r = _recipe(spec, part, shuffle_targets, dict(steps=steps, hidden=hidden, depth=depth, batch_size=batch_size,
                                                   lr=lr, sigma_max=sigma_max, seed=seed))
     key = _key(domain, spec, r, positions)
-    path = _cache_dir(cache_dir) / f"property_regressor-{domain.dataset}-{spec.name}-{part}-{key}.pt"
+    path = cache_dir_of(cache_dir) / f"property_regressor-{domain.dataset}-{spec.name}-{part}-{key}.pt"
     model = _load(path, key) if cache and not retrain else None
     if model is not None:
         return model
