@@ -158,7 +158,76 @@ def split_graphs(graphs: list, test_fraction: float = 0.2, seed: int = 0, name: 
     return GraphSplit(name, train, [], test, int(seed))
 
 
-class GraphDomain(Domain):
+class DenseGraphDomain(Domain):
+    """What the dense graph domains share (graphs, molecules): data draws, sources and splits.
+
+    A subclass sets ``_train`` and ``_test`` (dict states with a bool ``"mask"`` leaf, real
+    nodes first), ``dataset`` and ``permute``, and names its leaves: ``pair_keys``
+    (``(B, N, N, ...)``, permuted on both node axes) and ``node_keys`` (``(B, N, ...)``).
+    """
+
+    unit: str = "graphs"
+    pair_keys: tuple[str, ...] = ("adj",)
+    node_keys: tuple[str, ...] = ()
+    _train: dict[str, Tensor]
+    _test: dict[str, Tensor]
+    permute: bool
+
+    def _check_n(self, n: Any) -> int:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidValueError(f"n must be a positive integer, got {n!r}")
+        return n
+
+    def _draw(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """``n`` training indices drawn with replacement (torch's global stream without a generator)."""
+        gdev = generator.device if generator is not None else None
+        return torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
+
+    def sample_data(self, n: int, generator: torch.Generator | None = None,
+                    device: torch.device | str | None = None) -> dict[str, Tensor]:
+        """``n`` training states drawn with replacement, their nodes permuted at random (``permute``)."""
+        from energyflow.domains.graph.coupling import permute_nodes
+
+        n = self._check_n(n)
+        out = tree.index(self._train, self._draw(n, generator))
+        if self.permute:
+            # Real nodes first in a uniformly random order, padding after: argsort of
+            # uniform keys with the padding's keys pushed past every real one.
+            gdev = generator.device if generator is not None else None
+            mask = out["mask"]
+            keys = torch.rand(*mask.shape, generator=generator, device=gdev).cpu() + (~mask).float() * 2
+            perm = keys.argsort(dim=1)
+            for k in self.pair_keys:
+                out[k] = permute_nodes(out[k], perm, pairwise=True)
+            for k in self.node_keys:
+                out[k] = permute_nodes(out[k], perm, pairwise=False)
+        return tree.to(out, device) if device is not None else out
+
+    def sample_source(self, n: int | None = None, generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None, like: dict | None = None) -> dict[str, Tensor]:
+        """Gaussian noise on the free entries; masks copied from ``like`` or, for new
+        samples, node counts drawn from the training states'."""
+        keys = (*self.node_keys, *self.pair_keys, "mask")
+        if like is None:
+            idx = self._draw(self._check_n(n), generator)
+            like = {k: torch.zeros_like(v[idx]) if v.is_floating_point() else v[idx] for k, v in self._train.items()}
+            if generator is not None:
+                like = tree.to(like, generator.device)
+            n = None
+        elif not isinstance(like, dict) or any(k not in like for k in keys):
+            raise InvalidValueError(f"like must be a state with leaves {list(keys)}, got {tree.describe(like)}")
+        return super().sample_source(n, generator, device, like)
+
+    def train_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The training set as a state (unpermuted); ``n`` of it (the first, or drawn with ``generator``)."""
+        return subset(self._train, n, generator, f"the {self.dataset} training split", self.unit)
+
+    def test_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The test set as a state (the metrics' reference)."""
+        return subset(self._test, n, generator, f"the {self.dataset} test split", self.unit)
+
+
+class GraphDomain(DenseGraphDomain):
     """Unattributed graphs as dense masked states; data generated offline or the user's own.
 
     Args:
@@ -226,63 +295,6 @@ class GraphDomain(Domain):
         """
         return cls(dataset=name, seed=seed, test_fraction=test_fraction,
                    _split=split_graphs(graphs, test_fraction, seed, name), **kwargs)
-
-    # -- data ------------------------------------------------------------------------
-
-    def _check_n(self, n: Any) -> int:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidValueError(f"n must be a positive integer, got {n!r}")
-        return n
-
-    def sample_data(self, n: int, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> dict[str, Tensor]:
-        """``n`` training graphs drawn with replacement, their nodes permuted at random (``permute``).
-
-        Returns:
-            dict: ``{"adj": (n, N, N) float32, "mask": (n, N) bool}``.
-        """
-        n = self._check_n(n)
-        gdev = generator.device if generator is not None else None  # None: torch's global stream
-        idx = torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
-        adj, mask = self._train["adj"][idx], self._train["mask"][idx]
-        if self.permute:
-            # Real nodes first in a uniformly random order, padding after: argsort of
-            # uniform keys with the padding's keys pushed past every real one.
-            keys = torch.rand(n, self.max_nodes, generator=generator, device=gdev).cpu() + (~mask).float() * 2
-            perm = keys.argsort(dim=1)
-            rows = torch.arange(n)[:, None, None]
-            adj = adj[rows, perm[:, :, None], perm[:, None, :]]
-        out = {"adj": adj, "mask": mask}
-        return tree.to(out, device) if device is not None else out
-
-    def sample_source(self, n: int | None = None, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None, like: dict | None = None) -> dict[str, Tensor]:
-        """Gaussian noise on the free entries; masks copied from ``like`` or, for new
-        samples, node counts drawn from the training graphs'.
-
-        Returns:
-            dict: ``{"adj": (n, N, N), "mask": (n, N) bool}``.
-        """
-        if like is None:
-            n = self._check_n(n)
-            gdev = generator.device if generator is not None else None  # None: torch's global stream
-            idx = torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
-            mask = self._train["mask"][idx]
-            like = {"adj": torch.zeros(n, self.max_nodes, self.max_nodes), "mask": mask}
-            if gdev is not None:
-                like = tree.to(like, gdev)
-            n = None
-        elif not isinstance(like, dict) or "mask" not in like or "adj" not in like:
-            raise InvalidValueError("like must be a graph state {'adj': (B, N, N), 'mask': (B, N)}")
-        return super().sample_source(n, generator, device, like)
-
-    def train_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """The training graphs as a state (unpermuted); ``n`` of them (the first, or drawn with ``generator``)."""
-        return subset(self._train, n, generator, f"the {self.dataset} training split", "graphs")
-
-    def test_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """The test graphs as a state (the metrics' reference)."""
-        return subset(self._test, n, generator, f"the {self.dataset} test split", "graphs")
 
     # -- network ---------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow import tree
-from energyflow.domains.base import Domain, subset
+from energyflow.domains.graph.domain import DenseGraphDomain
 from energyflow.domains.molecule.chem import ATOMS, BONDS, graph_to_mol, mol_to_smiles
 from energyflow.domains.molecule.data import MOLECULE_DATASETS, MoleculeSplit, load_molecules, split_smiles
 from energyflow.errors import InvalidValueError
@@ -103,7 +103,7 @@ def read_smiles_file(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
-class MoleculeDomain(Domain):
+class MoleculeDomain(DenseGraphDomain):
     """Small molecules (C, N, O, F; up to ``max_atoms`` heavy atoms) as dense masked states.
 
     Args:
@@ -132,6 +132,8 @@ class MoleculeDomain(Domain):
     """
 
     name = "molecule"
+    unit = "molecules"
+    node_keys = ("x",)
     options = ("dataset", "source", "seed", "smiles", "path", "test_fraction", "max_atoms", "permute", "scale")
     network_options = ("hidden", "depth")
 
@@ -189,52 +191,6 @@ class MoleculeDomain(Domain):
             (3, 5)
         """
         return cls(dataset=name, seed=seed, smiles=list(smiles), test_fraction=test_fraction, **kwargs)
-
-    # -- data ------------------------------------------------------------------------
-
-    def _check_n(self, n: Any) -> int:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidValueError(f"n must be a positive integer, got {n!r}")
-        return n
-
-    def sample_data(self, n: int, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> dict[str, Tensor]:
-        """``n`` training molecules drawn with replacement, their atoms permuted at random (``permute``)."""
-        n = self._check_n(n)
-        gdev = generator.device if generator is not None else None  # None: torch's global stream
-        idx = torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
-        out = tree.index(self._train, idx)
-        if self.permute:
-            from energyflow.domains.graph.coupling import permute_nodes
-
-            keys = torch.rand(n, self.max_atoms, generator=generator, device=gdev).cpu() + (~out["mask"]).float() * 2
-            perm = keys.argsort(dim=1)
-            out = {"x": permute_nodes(out["x"], perm, pairwise=False), "adj": permute_nodes(out["adj"], perm, True),
-                   "mask": out["mask"]}
-        return tree.to(out, device) if device is not None else out
-
-    def sample_source(self, n: int | None = None, generator: torch.Generator | None = None,
-                      device: torch.device | str | None = None, like: dict | None = None) -> dict[str, Tensor]:
-        """Gaussian noise on the free entries; masks copied from ``like`` or drawn from the training molecules'."""
-        if like is None:
-            n = self._check_n(n)
-            gdev = generator.device if generator is not None else None
-            idx = torch.randint(self._train["mask"].shape[0], (n,), generator=generator, device=gdev).cpu()
-            like = {k: torch.zeros_like(v[idx]) if v.is_floating_point() else v[idx] for k, v in self._train.items()}
-            if gdev is not None:
-                like = tree.to(like, gdev)
-            n = None
-        elif not isinstance(like, dict) or any(k not in like for k in ("x", "adj", "mask")):
-            raise InvalidValueError("like must be a molecule state {'x': (B, N, 4), 'adj': (B, N, N, 4), 'mask': (B, N)}")
-        return super().sample_source(n, generator, device, like)
-
-    def train_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """The training molecules as a state (unpermuted); ``n`` of them (the first, or drawn with ``generator``)."""
-        return subset(self._train, n, generator, f"the {self.dataset} training split", "molecules")
-
-    def test_data(self, n: int | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """The test molecules as a state (the metrics' reference)."""
-        return subset(self._test, n, generator, f"the {self.dataset} test split", "molecules")
 
     # -- network ---------------------------------------------------------------------
 
