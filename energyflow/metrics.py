@@ -1,4 +1,4 @@
-"""Distribution distances shared by domains: W2 (exact OT via POT), MMD, Frechet distance.
+"""Distribution distances shared by domains: W2 (exact OT via POT), MMD, Frechet distance; Spearman's rho.
 
 All functions take two batches of points (or Gaussian moments), compute in float64 on
 the CPU and return a Python ``float``. They are deterministic: nothing here draws random
@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +34,7 @@ __all__ = [
     "frechet_distance_from_features",
     "median_heuristic_bandwidth",
     "mmd",
+    "spearman",
     "wasserstein2",
 ]
 
@@ -371,3 +374,30 @@ def mean_pairwise_distance(x: Tensor) -> float:
     d = torch.cdist(t, t)
     n = t.shape[0]
     return float(d.sum() / (n * (n - 1)))
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN for fewer than 2 points or a constant input.
+
+    Example:
+        >>> spearman([1, 2, 3, 4], [10, 20, 40, 30])
+        0.8
+    """
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise InvalidValueError(f"spearman needs two arrays of one length, got {a.shape} and {b.shape}")
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(1, len(v) + 1)
+        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=r)
+        return (sums / counts)[inverse]
+
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")

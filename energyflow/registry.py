@@ -193,6 +193,7 @@ register_domain("toy", "energyflow.domains.toy:ToyDomain", default_preset="toy")
 register_domain("image", "energyflow.domains.image:ImageDomain", default_preset="mnist")
 register_domain("graph", "energyflow.domains.graph:GraphDomain", default_preset="community_small")
 register_domain("molecule", "energyflow.domains.molecule:MoleculeDomain", default_preset="qm9")
+register_domain("protein", "energyflow.domains.protein:ProteinDomain", default_preset="aav_medium")
 
 NETWORKS = Registry(
     "network",

@@ -233,8 +233,8 @@ def test_resume_refuses_a_preset_it_would_ignore(run):
 
 
 # --- presets and domains ---------------------------------------------------------------------
-def test_the_aav_preset_says_the_protein_domain_is_missing(tmp_path):
-    user_error(invoke("train", "--out", tmp_path / "r", "--preset", "aav"), "protein domain")
+def test_an_unknown_preset_names_the_presets(tmp_path):
+    user_error(invoke("train", "--out", tmp_path / "r", "--preset", "aav-easy"), "aav_medium")
     assert not (tmp_path / "r").exists()
 
 

@@ -26,9 +26,11 @@ _LAZY = {
     "image": "energyflow.domains.image",
     "GraphDomain": "energyflow.domains.graph",
     "graph": "energyflow.domains.graph",
+    "ProteinDomain": "energyflow.domains.protein",
+    "protein": "energyflow.domains.protein",
 }
 
-__all__ = ["DATASETS", "Domain", "GraphDomain", "ImageDomain", "PlotUnavailableError", "ToyDomain"]
+__all__ = ["DATASETS", "Domain", "GraphDomain", "ImageDomain", "PlotUnavailableError", "ProteinDomain", "ToyDomain"]
 
 
 def __getattr__(name: str) -> Any:

@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Domain", "PlotUnavailableError", "resolve_like", "subset"]
+__all__ = ["Domain", "PlotUnavailableError", "mlp_potential", "resolve_like", "subset"]
 
 
 class PlotUnavailableError(InvalidValueError):
@@ -102,6 +102,25 @@ def resolve_like(
     if n is not None and n != like.shape[0]:
         raise InvalidValueError(f"sample_source got n={n} and a batch of {like.shape[0]} to copy; give one of them")
     return like.shape[0], like.device if device is None else device, like.dtype
+
+
+def mlp_potential(in_features: int, hidden: int, depth: int) -> nn.Module:
+    """A time-independent scalar potential MLP ``in_features -> hidden (x depth) -> 1`` with SiLU.
+
+    Raises:
+        InvalidValueError: ``hidden < 1`` or ``depth < 1``.
+
+    Example:
+        >>> mlp_potential(3, 8, 2)(torch.zeros(5, 3)).shape
+        torch.Size([5, 1])
+    """
+    if hidden < 1 or depth < 1:
+        raise InvalidValueError(f"need hidden >= 1 and depth >= 1, got hidden={hidden}, depth={depth}")
+    layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.SiLU()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(hidden, hidden), nn.SiLU()]
+    layers.append(nn.Linear(hidden, 1))
+    return nn.Sequential(*layers)
 
 
 def subset(data: Any, n: int | None, generator: torch.Generator | None, what: str, unit: str = "points") -> Any:

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from energyflow import metrics as _metrics
-from energyflow.domains.base import Domain, resolve_like, subset
+from energyflow.domains.base import Domain, mlp_potential, resolve_like, subset
 from energyflow.errors import InvalidTypeError, InvalidValueError
 from energyflow.spaces import Euclidean
 
@@ -441,13 +441,7 @@ class ToyDomain(Domain):
         Returns:
             nn.Module: maps ``(B, 2)`` to ``(B, 1)``.
         """
-        if hidden < 1 or depth < 1:
-            raise InvalidValueError(f"need hidden >= 1 and depth >= 1, got hidden={hidden}, depth={depth}")
-        layers: list[nn.Module] = [nn.Linear(2, hidden), nn.SiLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Linear(hidden, hidden), nn.SiLU()]
-        layers.append(nn.Linear(hidden, 1))
-        return nn.Sequential(*layers)
+        return mlp_potential(2, hidden, depth)
 
     def metrics(
         self, samples: Tensor, reference: Tensor | None = None, max_points: int = 2000

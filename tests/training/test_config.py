@@ -22,7 +22,7 @@ DESIGN_TABLE = {
 }
 
 
-RUNNABLE = sorted(p for p in PRESETS if p != "aav")  # aav waits for the protein domain
+RUNNABLE = sorted(PRESETS)
 
 
 @pytest.mark.parametrize("preset", sorted(DESIGN_TABLE))
@@ -41,10 +41,12 @@ def test_every_preset_names_its_domain():
     assert all("domain" in values for values in PRESETS.values())
 
 
-def test_aav_preset_is_refused_until_the_protein_domain_exists():
-    """It used to train the toy domain on moons: the preset named no domain."""
-    with pytest.raises(ConfigError, match="protein domain"):
-        resolve_config("aav")
+@pytest.mark.parametrize("preset, task, t_end", [("aav", "medium", 1.7), ("aav-medium", "medium", 1.7),
+                                                 ("aav_hard", "hard", 1.3)])
+def test_the_aav_presets_train_the_protein_domain_on_their_task(preset, task, t_end):
+    """It used to train the toy domain on moons (the preset named no domain), then was refused."""
+    cfg = resolve_config(preset)
+    assert (cfg.domain, cfg.dataset, cfg.sample_t_end, cfg.tau_star, cfg.eps_max) == ("protein", task, t_end, 0.9, 0.1)
 
 
 @pytest.mark.parametrize("domain, dataset, tau_star", [("toy", "moons", 0.8), ("image", "digits", 1.0)])

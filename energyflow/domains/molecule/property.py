@@ -98,6 +98,7 @@ from energyflow.energies.base import Energy
 from energyflow.energies.observe import observe
 from energyflow.cache import cache_dir as cache_dir_of, load_payload, save_payload
 from energyflow.errors import InvalidTypeError, InvalidValueError
+from energyflow.metrics import spearman
 
 __all__ = [
     "PROPERTIES", "REGRESSOR_RECIPE", "DesignResult", "PropertyObservation", "PropertyRegressor", "PropertySpec",
@@ -375,33 +376,6 @@ def regressor_cache_path(domain: MoleculeDomain, property: str, part: str = "fir
     r = _recipe(spec, part, shuffle_targets, recipe)
     key = _key(domain, spec, r, _part_positions(domain, part))
     return cache_dir_of(cache_dir) / f"property_regressor-{domain.dataset}-{spec.name}-{part}-{key}.pt"
-
-
-def spearman(a: Any, b: Any) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN for fewer than 2 points or a constant input.
-
-    Example:
-        >>> spearman([1, 2, 3, 4], [10, 20, 40, 30])
-        0.8
-    """
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    if a.shape != b.shape:
-        raise InvalidValueError(f"spearman needs two arrays of one length, got {a.shape} and {b.shape}")
-
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(1, len(v) + 1)
-        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
-        sums = np.bincount(inverse, weights=r)
-        return (sums / counts)[inverse]
-
-    if len(a) < 2:
-        return float("nan")
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
 
 
 @torch.no_grad()
