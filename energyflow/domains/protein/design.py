@@ -51,8 +51,8 @@ from energyflow.registry import Registry
 from energyflow.spaces import Euclidean
 from energyflow.validation import integer, real
 
-__all__ = ["REPULSIONS", "ClampedEuclidean", "DesignConfig", "DesignResult", "FitnessObservation", "PAPER",
-           "design", "design_run", "summarise"]
+__all__ = ["PUBLISHED", "REPULSIONS", "ClampedEuclidean", "DesignConfig", "DesignResult", "FitnessObservation", "PAPER",
+           "design", "design_run", "parse_repulsion", "plot_tradeoff", "summarise"]
 
 #: The paper's per-task sampling settings: (zeta, tau_s).
 PAPER = {"medium": {"zeta": 0.01, "t_end": 1.7}, "hard": {"zeta": 0.009, "t_end": 1.3}}
@@ -310,6 +310,7 @@ def summarise(results: list[DesignResult]) -> dict[str, dict[str, float]]:
 
 def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
                seeds: tuple[int, ...] = (0, 1, 2, 3, 4), device: str = "cpu", use_ema: bool = True,
+               predictor_options: dict[str, Any] | None = None, oracle_options: dict[str, Any] | None = None,
                **config: Any) -> tuple[list[DesignResult], dict[str, dict[str, float]]]:
     """Designs with a trained run, one independent generator per seed; writes the designs and a summary.
 
@@ -317,7 +318,10 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         run_dir: a run of the protein domain (``energyflow train --preset aav-medium``).
         out_dir: where ``designs_seed{k}.csv`` and ``summary.json`` go (None: nowhere).
         seeds: one run per seed, each with ``torch.Generator().manual_seed(seed)``.
-        config: :class:`DesignConfig` fields (``task`` comes from the run).
+        predictor_options, oracle_options: recipe overrides of :func:`train_predictor` and
+            :func:`train_oracle` (e.g. ``{"steps": 500}``; both are cached).
+        config: :class:`DesignConfig` fields (``task`` comes from the run); ``zeta``, ``t_end``,
+            ``n``, ``top`` or ``target`` None take the default, ``clamp=None`` turns the clamp off.
 
     Returns:
         tuple: the per-seed results and :func:`summarise` of them.
@@ -330,8 +334,11 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
                                 "protein run of an AAV task (--preset aav-medium or aav-hard)")
     if not seeds:
         raise InvalidValueError("give at least one seed")
-    dc = DesignConfig(task=domain.task, **{k: v for k, v in config.items() if v is not None})
-    predictor, oracle = train_predictor(domain.task), train_oracle()
+    # None means "the task's default" for these; for clamp, bandwidth and repulsion it is a value.
+    dc = DesignConfig(task=domain.task, **{k: v for k, v in config.items()
+                                           if v is not None or k in ("clamp", "bandwidth", "repulsion")})
+    predictor = train_predictor(domain.task, **(predictor_options or {}))
+    oracle = train_oracle(**(oracle_options or {}))
     results = [design(potential, domain, dc, generator=torch.Generator().manual_seed(int(s)), predictor=predictor,
                       oracle=oracle) for s in seeds]
     summary = summarise(results)
@@ -347,3 +354,69 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         tmp.write_text(json.dumps(payload, indent=2))
         os.replace(tmp, out / "summary.json")
     return results, summary
+
+
+#: GGS's table (Kirjner et al., ICLR 2024): median normalised fitness / mean diversity / median novelty.
+PUBLISHED: dict[str, dict[str, tuple[float, float, float]]] = {
+    "medium": {"GGS": (0.51, 4.0, 5.4), "AdaLead": (0.46, 8.5, 2.8), "CbAS": (0.43, 12.7, 7.2), "GWG": (0.43, 6.6, 7.7)},
+    "hard": {"GGS": (0.60, 4.5, 7.0), "AdaLead": (0.40, 8.5, 3.4), "CbAS": (0.36, 14.4, 8.6)},
+}
+
+
+def parse_repulsion(text: str | None) -> tuple[str | None, list[float]]:
+    """``"none"`` / None -> ``(None, [])``; ``"KIND:S1[,S2,...]"`` -> ``(KIND, [S1, S2, ...])``.
+
+    Example:
+        >>> parse_repulsion("rbf:0.5,2"), parse_repulsion("none")
+        (('rbf', [0.5, 2.0]), (None, []))
+    """
+    if text is None or str(text).strip().lower() in ("", "none", "off"):
+        return None, []
+    kind, sep, values = str(text).partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in REPULSIONS:
+        raise InvalidValueError(f"repulsion must be none or KIND:STRENGTH[,STRENGTH...] with KIND one of "
+                                f"{', '.join(REPULSIONS.names())}, got {text!r}")
+    try:
+        strengths = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidValueError(f"repulsion strengths must be numbers, got {values!r}") from None
+    if not strengths or any(not 0 < s < math.inf for s in strengths):
+        raise InvalidValueError(f"repulsion strengths must be finite numbers > 0, got {values!r}")
+    return kind, strengths
+
+
+def plot_tradeoff(rows: list[dict[str, Any]], task: str, path: str | os.PathLike[str]) -> Path:
+    """Median fitness against diversity (mean ± sd over seeds) for each repulsion setting, with GGS's rows.
+
+    Args:
+        rows: ``{"label", "summary"}`` per setting (:func:`summarise` output as summary).
+        task: names the published rows drawn beside them.
+        path: the PNG written (atomically).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for row in rows:
+        s = row["summary"]
+        ax.errorbar(s["diversity"]["mean"], s["median_fitness"]["mean"], xerr=s["diversity"]["sd"],
+                    yerr=s["median_fitness"]["sd"], fmt="o", capsize=3, color="C0")
+        ax.annotate(row["label"], (s["diversity"]["mean"], s["median_fitness"]["mean"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    for name, (fit, div, _) in PUBLISHED.get(task, {}).items():
+        ax.scatter([div], [fit], marker="s", color="C3")
+        ax.annotate(name, (div, fit), textcoords="offset points", xytext=(4, -10), fontsize=8, color="C3")
+    ax.set_xlabel("diversity (mean pairwise Levenshtein of the top designs)")
+    ax.set_ylabel("median normalised fitness (oracle)")
+    ax.set_title(f"AAV {task}: fitness-diversity trade-off over repulsion strengths")
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

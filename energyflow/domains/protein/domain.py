@@ -67,9 +67,10 @@ class ProteinDomain(Domain):
     """AAV capsid sequences of a GGS design task, in the latent space of a sequence VAE.
 
     Args:
-        dataset (str): ``"medium"`` or ``"hard"`` (the task file), or a path to the user's
-            sequences (CSV with a ``sequence`` column, FASTA or one per line; one length,
-            a multiple of 4).
+        dataset (str): ``"medium"`` or ``"hard"`` (the task file).
+        path (str | None): the user's sequences instead (CSV with a ``sequence`` column,
+            FASTA, or one per line; one length, a multiple of 4; ``train --data FILE``);
+            their VAE is cached under a hash of the sequences. Design needs a task.
         holdout (float): fraction of the sequences held out as the reference set.
         vae_steps (int | None), vae_beta (float | None): override the VAE recipe
             (:data:`~energyflow.domains.protein.models.VAE_RECIPE`).
@@ -78,21 +79,23 @@ class ProteinDomain(Domain):
     """
 
     name = "protein"
-    options = ("dataset", "holdout", "vae_steps", "vae_beta", "seed")
+    options = ("dataset", "path", "holdout", "vae_steps", "vae_beta", "seed")
     network_options = ("hidden", "depth")
 
-    def __init__(self, dataset: str = "medium", holdout: float = 0.1, vae_steps: int | None = None,
-                 vae_beta: float | None = None, seed: int = 0, cache: bool = True) -> None:
+    def __init__(self, dataset: str = "medium", path: str | None = None, holdout: float = 0.1,
+                 vae_steps: int | None = None, vae_beta: float | None = None, seed: int = 0,
+                 cache: bool = True) -> None:
         if not isinstance(holdout, (int, float)) or isinstance(holdout, bool) or not 0 < float(holdout) < 1:
             raise InvalidValueError(f"holdout must lie in (0, 1), got {holdout!r}")
         self.dataset = str(dataset)
-        if self.dataset in _data.TASKS:
-            self.sequences = _data.load_task(self.dataset)
-            self.vae: SequenceVAE = train_vae(self.dataset, steps=vae_steps, beta=vae_beta, cache=cache)
+        if path is not None:
+            self.sequences = _data.read_sequences(path)
+            self.vae: SequenceVAE = train_vae(self.sequences, steps=vae_steps, beta=vae_beta, cache=cache)
+            self.task: str | None = None
         else:
-            self.sequences = _data.read_sequences(self.dataset)
-            self.vae = _user_vae(self.sequences, vae_steps, vae_beta)
-        self.task = self.dataset if self.dataset in _data.TASKS else None
+            self.sequences = _data.load_task(self.dataset)
+            self.vae = train_vae(self.dataset, steps=vae_steps, beta=vae_beta, cache=cache)
+            self.task = self.dataset
         with torch.no_grad():
             latents = self.vae.encode(self.sequences.tokens())[0].float()
         perm = torch.from_numpy(np.random.RandomState(int(seed)).permutation(len(latents)))
@@ -180,9 +183,3 @@ class ProteinDomain(Domain):
         ax.legend(loc="best", markerscale=3)
         return fig
 
-
-def _user_vae(sequences: _data.SequenceSet, steps: int | None, beta: float | None) -> SequenceVAE:
-    """A VAE for the user's own sequences (not cached: their file is not ours to hash by name)."""
-    from energyflow.domains.protein import models
-
-    return models.fit_vae(sequences, models._recipe(models.VAE_RECIPE, {"steps": steps, "beta": beta}))

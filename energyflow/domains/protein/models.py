@@ -374,17 +374,28 @@ def fit_vae(data: SequenceSet, r: dict[str, Any], heldout: SequenceSet | None = 
     return model
 
 
-def train_vae(task: str, *, cache: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+def train_vae(task: str | SequenceSet, *, cache: bool = True, cache_dir: str | os.PathLike[str] | None = None,
               retrain: bool = False, **options: Any) -> SequenceVAE:
-    """The sequence VAE of a task, trained on the task's sequences (cached).
+    """The sequence VAE of a task (or of the user's :class:`SequenceSet`), trained on its sequences (cached).
 
     Loss: cross-entropy summed over residues + ``beta`` KL(q(z|x) || N(0, I)) per sequence
-    (:func:`fit_vae`). ``model.metrics`` holds ``train_exact``, ``train_per_residue``,
-    ``heldout_exact`` and ``heldout_per_residue`` (2,000 ground-truth sequences outside the
-    task file) and the latent means' scale. Keyword options override :data:`VAE_RECIPE`.
+    (:func:`fit_vae`). ``model.metrics`` holds ``train_exact``, ``train_per_residue``, the
+    latent means' scale and, for a task, ``heldout_exact`` and ``heldout_per_residue``
+    (2,000 ground-truth sequences outside the task file). A user's set is cached under a
+    hash of its sequences. Keyword options override :data:`VAE_RECIPE`.
     """
-    data = load_task(task)
     r = _recipe(VAE_RECIPE, options)
-    key = _key("vae", r, _file_hash(data_file(task), "aav_ground_truth.csv"))
-    return _cached(_path(cache, cache_dir, f"aav-vae-{task}-{key}.pt"), key, lambda c: SequenceVAE(**c),
-                   lambda: fit_vae(data, r, _outside(data)), f"the AAV {task} VAE", retrain)
+    if isinstance(task, SequenceSet):
+        data, heldout, name = task, None, "user"
+        digest = hashlib.sha256("\n".join(task.sequences).encode()).hexdigest()[:16]
+    else:
+        data = load_task(task)
+        heldout, name = None, task
+        digest = _file_hash(data_file(task), "aav_ground_truth.csv")
+    key = _key("vae", r, digest)
+
+    def train() -> SequenceVAE:
+        return fit_vae(data, r, _outside(data) if name != "user" else None)
+
+    return _cached(_path(cache, cache_dir, f"aav-vae-{name}-{key}.pt"), key, lambda c: SequenceVAE(**c), train,
+                   f"the {name} sequence VAE", retrain)
