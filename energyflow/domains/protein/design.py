@@ -156,6 +156,9 @@ class DesignConfig:
         strength (float): the repulsion's strength (see the module docstring).
         bandwidth (float | None): the RBF's h (default: the median pairwise distance of
             the task's latents).
+        guided (bool): let the observation guide the transport through its predicted
+            endpoint (:class:`~energyflow.samplers.guided.GuidedLangevin`, weight eps_max)
+            instead of acting from tau* on only (the paper's sampler, the default).
     """
 
     task: str = attrs.field(default="medium", validator=attrs.validators.in_(tuple(_data.TASKS)))
@@ -171,6 +174,7 @@ class DesignConfig:
     repulsion: str | None = attrs.field(default=None)
     strength: float = attrs.field(default=0.0, converter=real())
     bandwidth: float | None = attrs.field(default=None, converter=real(optional=True))
+    guided: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if self.n < 2 or self.top < 1:
@@ -264,7 +268,8 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     predictor = train_predictor(config.task) if predictor is None else predictor
     oracle = train_oracle() if oracle is None else oracle
     start = time.perf_counter()
-    expr: Energy = potential + FitnessObservation(predictor, domain.vae, config.target, config.zeta)
+    observation = FitnessObservation(predictor, domain.vae, config.target, config.zeta)
+    expr: Energy = potential if config.guided else potential + observation
     if config.repulsion is not None:
         bandwidth = config.bandwidth
         if bandwidth is None and config.repulsion == "rbf":
@@ -273,8 +278,12 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     dim = domain.space.event_shape
     space = ClampedEuclidean(dim, config.clamp) if config.clamp is not None else Euclidean(dim)
     field = ef.compile(expr, space=space)
-    sampler = Langevin(step_size=config.step_size, t_end=config.t_end, method="euler",
-                       schedule=EnergyMatchingSchedule(config.tau_star, config.eps_max))
+    sampler: Any = Langevin(step_size=config.step_size, t_end=config.t_end, method="euler",
+                            schedule=EnergyMatchingSchedule(config.tau_star, config.eps_max))
+    if config.guided:
+        from energyflow.samplers.guided import GuidedLangevin
+
+        sampler = GuidedLangevin(sampler, observation)
     x0 = domain.sample_source(config.n, generator)
     result = sampler.run(field, x0, generator=generator, trace=False)
     z = result.samples.detach()
