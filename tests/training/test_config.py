@@ -82,7 +82,8 @@ def test_exact_conversions_are_accepted():
 
 
 # Presets of domains the paper does not cover (their values are this project's, set by benchmarks).
-OWN_PRESETS = {"community_small", "planar", "sbm", "grid", "planar_gpu", "sbm_gpu", "qm9", "qm9_gpu"}
+OWN_PRESETS = {"community_small", "planar", "sbm", "grid", "planar_gpu", "sbm_gpu", "qm9", "qm9_gpu", "aav_medium",
+               "aav_hard"}
 
 
 def test_every_preset_is_covered():
@@ -294,6 +295,6 @@ def test_default_preset_comes_from_the_registration():
     finally:
         unregister_domain("toy_copy")
     assert (default_preset("toy"), default_preset("image")) == ("toy", "mnist")
-    assert default_preset("graph") == "community_small"
-    with pytest.raises(ConfigError, match="unknown domain 'protein'"):
-        default_preset("protein")
+    assert (default_preset("graph"), default_preset("protein")) == ("community_small", "aav_medium")
+    with pytest.raises(ConfigError, match="unknown domain 'rna'"):
+        default_preset("rna")
