@@ -48,8 +48,8 @@ import torch
 
 NAME = "protein_design"
 REPO = Path(__file__).resolve().parent.parent
-QUADRATIC = (0.001, 0.01, 0.1)
-RBF = (30.0, 300.0, 3000.0)
+QUADRATIC = (0.01, 0.03, 0.1)
+RBF = (300.0, 1000.0, 3000.0)
 
 
 def _row(label, s):

@@ -408,19 +408,33 @@ def plot_tradeoff(rows: list[dict[str, Any]], task: str, path: str | os.PathLike
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for row in rows:
-        s = row["summary"]
-        ax.errorbar(s["diversity"]["mean"], s["median_fitness"]["mean"], xerr=s["diversity"]["sd"],
-                    yerr=s["median_fitness"]["sd"], fmt="o", capsize=3, color="C0")
-        ax.annotate(row["label"], (s["diversity"]["mean"], s["median_fitness"]["mean"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    base = next((r for r in rows if r["label"] == "none"), None)
+    kinds = list(dict.fromkeys(r["label"].partition(":")[0] for r in rows if r["label"] != "none"))
+    for i, kind in enumerate([None, *kinds]):
+        group = [r for r in rows if (r["label"] == "none" if kind is None else r["label"].startswith(kind + ":"))]
+        if kind is not None and base is not None:
+            group = [base, *group]  # each curve starts at no repulsion
+        if not group:
+            continue
+        xs = [r["summary"]["diversity"]["mean"] for r in group]
+        ys = [r["summary"]["median_fitness"]["mean"] for r in group]
+        ax.errorbar(xs, ys, xerr=[r["summary"]["diversity"]["sd"] for r in group],
+                    yerr=[r["summary"]["median_fitness"]["sd"] for r in group], fmt="-o" if kind else "o",
+                    capsize=3, color="k" if kind is None else f"C{i - 1}",
+                    label="no repulsion" if kind is None else f"{kind} (strength beside each point)")
+        for r, x, y in zip(group, xs, ys):
+            if r["label"] != "none":
+                ax.annotate(r["label"].partition(":")[2], (x, y), textcoords="offset points", fontsize=7,
+                            xytext=(4, 6 if i % 2 else -11), color=f"C{i - 1}")
     for name, (fit, div, _) in PUBLISHED.get(task, {}).items():
         ax.scatter([div], [fit], marker="s", color="C3")
-        ax.annotate(name, (div, fit), textcoords="offset points", xytext=(4, -10), fontsize=8, color="C3")
+        ax.annotate(f"{name} (published)", (div, fit), textcoords="offset points", xytext=(4, -10), fontsize=8,
+                    color="C3")
     ax.set_xlabel("diversity (mean pairwise Levenshtein of the top designs)")
     ax.set_ylabel("median normalised fitness (oracle)")
     ax.set_title(f"AAV {task}: fitness-diversity trade-off over repulsion strengths")
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
