@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from energyflow.domains.protein import data as _data
 from energyflow.domains.protein.domain import ProteinDomain, write_sequences
-from energyflow.domains.protein.metrics import design_metrics
+from energyflow.domains.protein.metrics import design_metrics, novelty
 from energyflow.domains.protein.models import FitnessCNN, predict, train_oracle, train_predictor
 from energyflow.energies.base import Energy
 from energyflow.energies.interaction import RBFInteraction, Repulsion
@@ -268,7 +268,10 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     predictor = train_predictor(config.task) if predictor is None else predictor
     oracle = train_oracle() if oracle is None else oracle
     start = time.perf_counter()
-    observation = FitnessObservation(predictor, domain.vae, config.target, config.zeta)
+    # Sampling runs where the potential is (the VAE and the predictor follow it there); selection and
+    # scoring run on the CPU.
+    device = next(iter(potential.parameters()), torch.empty(0)).device
+    observation = FitnessObservation(predictor, domain.vae, config.target, config.zeta).to(device)
     expr: Energy = potential if config.guided else potential + observation
     if config.repulsion is not None:
         bandwidth = config.bandwidth
@@ -284,9 +287,10 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
         from energyflow.samplers.guided import GuidedLangevin
 
         sampler = GuidedLangevin(sampler, observation)
-    x0 = domain.sample_source(config.n, generator)
+    x0 = domain.sample_source(config.n, generator).to(device)
     result = sampler.run(field, x0, generator=generator, trace=False)
-    z = result.samples.detach()
+    observation.cpu()
+    z = result.samples.detach().cpu()
     decoded = domain.decode(z)
     distinct = list(dict.fromkeys(decoded))
     tokens = _data.encode(distinct)
@@ -297,8 +301,6 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     fit = _data.normalise(raw)
     reference = list(domain.sequences.sequences)
     metrics = design_metrics(chosen, raw, reference)
-    from energyflow.domains.protein.metrics import novelty
-
     nov = novelty(chosen, reference)
     metrics.update(unique_decoded=float(len(distinct)), predicted_median=float(np.median(pred[order])),
                    seconds=time.perf_counter() - start)
