@@ -164,7 +164,7 @@ class ProteinDomain(Domain):
         return f"{len(seqs)} sequences in {write_sequences(path, seqs)}"
 
     def plot(self, samples: Tensor, reference: Tensor | None = None, ax: Any = None) -> "Figure":
-        """Samples and data in the plane of the data latents' two principal components."""
+        """Samples and ``reference`` latents (default: the held-out ones) in the plane of the data's two principal components."""
         import matplotlib.pyplot as plt
 
         reference = self.test_data() if reference is None else reference
@@ -173,9 +173,9 @@ class ProteinDomain(Domain):
         _, _, v = torch.linalg.svd(data - mean, full_matrices=False)
         proj = v[:2].T
         fig, ax = (plt.subplots(figsize=(5, 5)) if ax is None else (ax.figure, ax))
-        d2 = ((data - mean) @ proj).numpy()
+        d2 = ((reference.detach().cpu().double() - mean) @ proj).numpy()
         s2 = ((samples.detach().cpu().double() - mean) @ proj).numpy()
-        ax.scatter(d2[:, 0], d2[:, 1], s=4, alpha=0.4, label=f"{self.sequences.name} sequences")
+        ax.scatter(d2[:, 0], d2[:, 1], s=4, alpha=0.4, label=f"{self.sequences.name} sequences (reference)")
         ax.scatter(s2[:, 0], s2[:, 1], s=4, alpha=0.6, label="samples")
         ax.set_xlabel("PC 1 of the data latents")
         ax.set_ylabel("PC 2")
