@@ -162,14 +162,17 @@ def read_sequences(path: str | os.PathLike[str]) -> SequenceSet:
                 current = []
             else:
                 current.append(ln)
-    elif "sequence" in lines[0].lower().split(","):
-        reader = csv.DictReader(lines)
-        fields = {f.lower(): f for f in reader.fieldnames or ()}
-        for row in reader:
-            seqs.append(row[fields["sequence"]].strip().upper())
-            raw = row.get(fields.get("score", ""), "") if "score" in fields else ""
+    elif "sequence" in [f.strip().lower() for f in next(csv.reader([lines[0]]))]:
+        reader = csv.reader(lines)
+        header = [f.strip().lower() for f in next(reader)]
+        col, score_col = header.index("sequence"), header.index("score") if "score" in header else None
+        for k, row in enumerate(reader, start=2):
+            if col >= len(row) or not row[col].strip():
+                raise InvalidValueError(f"{path}: row {k} has no sequence")
+            seqs.append(row[col].strip().upper())
+            raw = row[score_col].strip() if score_col is not None and score_col < len(row) else ""
             try:
-                scores.append(float(raw) if raw not in ("", None) else float("nan"))
+                scores.append(float(raw) if raw else float("nan"))
             except ValueError:
                 raise InvalidValueError(f"{path}: score {raw!r} of {seqs[-1]!r} is not a number") from None
     else:

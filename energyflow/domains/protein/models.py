@@ -228,6 +228,13 @@ def predict(model: FitnessCNN, tokens: Tensor, batch_size: int = 2048) -> np.nda
                            for i in range(0, len(tokens), batch_size)]) if len(tokens) else np.zeros(0)
 
 
+def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One-cycle LR with a 10 % warm-up; 15 % where 10 % of ``steps`` is exactly one step (a warm-up
+    that ends at step 0 makes OneCycleLR divide by zero, e.g. at 10 steps)."""
+    pct = 0.15 if 0.1 * steps == 1.0 else 0.1
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=pct)
+
+
 def _fit_cnn(tokens: Tensor, y: np.ndarray, r: dict[str, Any]) -> FitnessCNN:
     gen = torch.Generator().manual_seed(int(r["seed"]))
     torch.manual_seed(int(r["seed"]))  # the layers' initialisation
@@ -235,8 +242,7 @@ def _fit_cnn(tokens: Tensor, y: np.ndarray, r: dict[str, Any]) -> FitnessCNN:
     model = FitnessCNN(mean=float(y_t.mean()), std=float(y_t.std().clamp_min(1e-6)))
     z = (y_t - model.mean) / model.std
     opt = torch.optim.AdamW(model.parameters(), lr=float(r["lr"]), weight_decay=float(r["weight_decay"]))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(r["lr"]), total_steps=int(r["steps"]),
-                                                pct_start=0.1)
+    sched = _one_cycle(opt, float(r["lr"]), int(r["steps"]))
     n, b = len(tokens), min(int(r["batch_size"]), len(tokens))
     model.train()
     for _ in range(int(r["steps"])):
@@ -346,7 +352,7 @@ def fit_vae(data: SequenceSet, r: dict[str, Any], heldout: SequenceSet | None = 
     tokens = data.tokens()
     model = SequenceVAE(tokens.shape[1], int(r["latent_dim"]), int(r["embedding"]), int(r["width"]))
     opt = torch.optim.Adam(model.parameters(), lr=float(r["lr"]))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(r["lr"]), total_steps=int(r["steps"]), pct_start=0.1)
+    sched = _one_cycle(opt, float(r["lr"]), int(r["steps"]))
     n, b = len(tokens), min(int(r["batch_size"]), len(tokens))
     model.train()
     for _ in range(int(r["steps"])):

@@ -56,7 +56,8 @@ def test_design_writes_designs_a_summary_and_the_published_rows(run, tmp_path, m
 def test_a_repulsion_sweep_plots_the_tradeoff(run, tmp_path, monkeypatch):
     monkeypatch.setenv("ENERGYFLOW_CACHE", str(run.parent / "cache"))
     out = tmp_path / "sweep"
-    res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--repulsion", "rbf:1,10", "--out", str(out)])
+    res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--seeds", "1", "--repulsion", "rbf:1,10",
+                                   "--out", str(out)])  # the last --seeds wins: one seed per setting
     assert res.exit_code == 0, res.output
     assert (out / "tradeoff.png").is_file() and {p.name for p in out.iterdir() if p.is_dir()} == {
         "none", "rbf_1", "rbf_10"}

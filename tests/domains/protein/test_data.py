@@ -168,10 +168,14 @@ def test_read_sequences_refuses_missing_empty_and_invalid_files(tmp_path):
         D.read_sequences(tmp_path / "lengths.txt")
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="data.py read_sequences: a CSV row with no value in the sequence column gives "
-                          "row[...] = None and None.strip() raises AttributeError, not InvalidValueError")
 def test_read_sequences_refuses_a_csv_row_without_a_sequence(tmp_path):
     (tmp_path / "short.csv").write_text("score,sequence\n1.0,AAAA\n2.0\n")
     with pytest.raises(InvalidValueError):
         D.read_sequences(tmp_path / "short.csv")
+
+
+def test_csv_headers_with_spaces_or_quotes_keep_their_scores(tmp_path):
+    (tmp_path / "spaced.csv").write_text("sequence, score\nAAAA, 1.5\n")
+    (tmp_path / "quoted.csv").write_text('"sequence","score"\n"AAAA","2.5"\n')
+    assert D.read_sequences(tmp_path / "spaced.csv").scores.tolist() == [1.5]
+    assert D.read_sequences(tmp_path / "quoted.csv").scores.tolist() == [2.5]

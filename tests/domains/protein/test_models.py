@@ -267,10 +267,6 @@ def test_cache_false_writes_nothing(small_outside, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError,
-                   reason="models.py _fit_cnn / fit_vae: OneCycleLR(total_steps=steps, pct_start=0.1) "
-                          "divides by zero when 0.1 * steps == 1, so steps=10 (a valid recipe) raises "
-                          "ZeroDivisionError")
 @pytest.mark.parametrize("which", ["predictor", "vae"])
 def test_ten_steps_train(which, small_outside, monkeypatch):
     monkeypatch.setattr(M, "_outside", lambda task: small_outside)
