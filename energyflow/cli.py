@@ -711,8 +711,9 @@ def design(
     kind, strengths = parse_repulsion(repulsion)
     out = out if out is not None else (run if run.is_dir() else run.parent) / "design"
     check_output_dir(out, "--out")
-    settings = [(None, 0.0)] if kind is None else ([(None, 0.0)] if len(strengths) > 1 else []) + [
-        (kind, s) for s in strengths]
+    # No repulsion alone, one setting alone, or a sweep that starts from no repulsion.
+    settings = [(None, 0.0)] if kind is None or len(strengths) > 1 else []
+    settings += [(kind, s) for s in strengths]
     rows = []
     seed_list = tuple(range(seed, seed + seeds))
     for k, s in settings:

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from energyflow.cache import cache_dir as cache_dir_of
 from energyflow.cache import load_payload, save_payload
-from energyflow.domains.protein.data import ALPHABET, SequenceSet, data_dir, encode, load_ground_truth, load_task
+from energyflow.domains.protein.data import ALPHABET, TASKS, SequenceSet, data_dir, load_ground_truth, load_task
 from energyflow.errors import InvalidValueError
 from energyflow.metrics import spearman
 from energyflow.validation import to_int
@@ -306,7 +306,7 @@ def train_predictor(task: str, *, cache: bool = True, cache_dir: str | os.PathLi
     """
     data = load_task(task)
     r = _recipe(PREDICTOR_RECIPE, options)
-    key = _key("predictor", r, _file_hash(data_file(task), "aav_ground_truth.csv"))
+    key = _key("predictor", r, _file_hash(TASKS[task], "aav_ground_truth.csv"))
 
     def train() -> FitnessCNN:
         model = _fit_cnn(data.tokens(), data.scores, r).eval()
@@ -321,13 +321,6 @@ def train_predictor(task: str, *, cache: bool = True, cache_dir: str | os.PathLi
 
     return _cached(_path(cache, cache_dir, f"aav-predictor-{task}-{key}.pt"), key, lambda c: FitnessCNN(**c), train,
                    f"the AAV {task} predictor", retrain)
-
-
-def data_file(task: str) -> str:
-    from energyflow.domains.protein.data import TASKS
-
-    load_task(task)  # validates the name
-    return TASKS[task]
 
 
 @torch.no_grad()
@@ -392,12 +385,11 @@ def train_vae(task: str | SequenceSet, *, cache: bool = True, cache_dir: str | o
     """
     r = _recipe(VAE_RECIPE, options)
     if isinstance(task, SequenceSet):
-        data, heldout, name = task, None, "user"
+        data, name = task, "user"
         digest = hashlib.sha256("\n".join(task.sequences).encode()).hexdigest()[:16]
     else:
-        data = load_task(task)
-        heldout, name = None, task
-        digest = _file_hash(data_file(task), "aav_ground_truth.csv")
+        data, name = load_task(task), task
+        digest = _file_hash(TASKS[task], "aav_ground_truth.csv")
     key = _key("vae", r, digest)
 
     def train() -> SequenceVAE:
