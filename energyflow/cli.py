@@ -688,8 +688,12 @@ def design(
     no_clamp: bool = typer.Option(False, "--no-clamp", help="Leave the latents unclamped."),
     seeds: int = typer.Option(5, "--seeds", help="Independent runs (generators seeded seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed."),
+    predictor: str = typer.Option("plain", "--predictor",
+                                  help="Guidance and selection predictor: plain (trained on the task file) or smoothed "
+                                       "(GGS's graph smoothing of it, retrained; cached, a few minutes the first time)."),
     predictor_steps: Optional[int] = typer.Option(None, "--predictor-steps",
-                                                  help="Training steps of the guidance predictor (cached; default 1000)."),
+                                                  help="Training steps of the guidance predictor (cached; default 1000 "
+                                                       "plain, 2000 smoothed)."),
     oracle_steps: Optional[int] = typer.Option(None, "--oracle-steps",
                                                help="Training steps of the evaluation oracle (cached; default 2500)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for designs_seed*.csv, summary.json, the plot "
@@ -722,12 +726,12 @@ def design(
         with console.status(f"designing ({label}, {seeds} seed(s) of {n} latents)"):
             results, summary = design_run(run, folder, seeds=seed_list, device=device, n=n, top=top, zeta=zeta,
                                           t_end=t_end, clamp=None if no_clamp else clamp, repulsion=k,
-                                          strength=s if k else 0.0, bandwidth=bandwidth,
+                                          strength=s if k else 0.0, bandwidth=bandwidth, predictor=predictor,
                                           predictor_options={"steps": predictor_steps},
                                           oracle_options={"steps": oracle_steps})
         rows.append({"label": label, "summary": summary})
     task = results[0].config.task
-    table = Table(title=f"AAV {task}: top {top} of {n} latents, {seeds} seed(s), mean ± sd "
+    table = Table(title=f"AAV {task}: top {top} of {n} latents by the {predictor} predictor, {seeds} seed(s), mean ± sd "
                         "(fitness: oracle, normalised; novelty: vs the task file)")
     for col in ("method", "median fitness", "diversity (mean)", "diversity (median)", "novelty (median)",
                 "unique decoded"):

@@ -42,7 +42,8 @@ from torch import Tensor, nn
 from energyflow.domains.protein import data as _data
 from energyflow.domains.protein.domain import ProteinDomain, write_sequences
 from energyflow.domains.protein.metrics import design_metrics, novelty
-from energyflow.domains.protein.models import FitnessCNN, predict, train_oracle, train_predictor
+from energyflow.domains.protein.models import FitnessCNN, predict, train_oracle
+from energyflow.domains.protein.smoothing import PREDICTORS
 from energyflow.energies.base import Energy
 from energyflow.energies.interaction import RBFInteraction, Repulsion
 from energyflow.energies.observe import observe
@@ -159,6 +160,9 @@ class DesignConfig:
         guided (bool): let the observation guide the transport through its predicted
             endpoint (:class:`~energyflow.samplers.guided.GuidedLangevin`, weight eps_max)
             instead of acting from tau* on only (the paper's sampler, the default).
+        predictor (str): the guidance (and selection) predictor, a key of
+            :data:`~energyflow.domains.protein.smoothing.PREDICTORS`: ``"plain"`` (trained on
+            the task file, the default) or ``"smoothed"`` (GGS's graph-smoothed one).
     """
 
     task: str = attrs.field(default="medium", validator=attrs.validators.in_(tuple(_data.TASKS)))
@@ -175,6 +179,7 @@ class DesignConfig:
     strength: float = attrs.field(default=0.0, converter=real())
     bandwidth: float | None = attrs.field(default=None, converter=real(optional=True))
     guided: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    predictor: str = attrs.field(default="plain")
 
     def __attrs_post_init__(self) -> None:
         if self.n < 2 or self.top < 1:
@@ -192,6 +197,8 @@ class DesignConfig:
                                         f"{', '.join(REPULSIONS.names())} (or none)")
             if not 0 < self.strength < math.inf:
                 raise InvalidValueError(f"repulsion strength must be a finite number > 0, got {self.strength!r}")
+        if self.predictor not in PREDICTORS:
+            raise InvalidValueError(f"unknown predictor {self.predictor!r}; choose one of {', '.join(PREDICTORS.names())}")
         if self.bandwidth is not None and not 0 < self.bandwidth < math.inf:
             raise InvalidValueError(f"bandwidth must be a finite number > 0, got {self.bandwidth!r}")
 
@@ -246,8 +253,9 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
         domain (ProteinDomain): its domain (a task's; its VAE decodes).
         config (DesignConfig | None): the settings (default: the paper's for the domain's task).
         generator (torch.Generator | None): the source noise and the Langevin noise.
-        predictor, oracle (FitnessCNN | None): default :func:`train_predictor` of the task
-            and :func:`train_oracle` (both cached).
+        predictor, oracle (FitnessCNN | None): default ``config.predictor``'s of the task
+            (:data:`~energyflow.domains.protein.smoothing.PREDICTORS`) and :func:`train_oracle`
+            (all cached).
 
     Returns:
         DesignResult
@@ -265,7 +273,7 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
         raise InvalidValueError(f"the config is for the {config.task} task, the domain is {domain.task}'s")
     if config.top > config.n:
         raise InvalidValueError(f"top ({config.top}) cannot exceed n ({config.n})")
-    predictor = train_predictor(config.task) if predictor is None else predictor
+    predictor = PREDICTORS.get(config.predictor)(config.task) if predictor is None else predictor
     oracle = train_oracle() if oracle is None else oracle
     start = time.perf_counter()
     # Sampling runs where the potential is (the VAE and the predictor follow it there); selection and
@@ -329,8 +337,10 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         run_dir: a run of the protein domain (``energyflow train --preset aav-medium``).
         out_dir: where ``designs_seed{k}.csv`` and ``summary.json`` go (None: nowhere).
         seeds: one run per seed, each with ``torch.Generator().manual_seed(seed)``.
-        predictor_options, oracle_options: recipe overrides of :func:`train_predictor` and
-            :func:`train_oracle` (e.g. ``{"steps": 500}``; both are cached).
+        predictor_options, oracle_options: recipe overrides of the predictor
+            (``config["predictor"]``'s trainer: :func:`train_predictor` or
+            :func:`~energyflow.domains.protein.smoothing.train_smoothed_predictor`) and of
+            :func:`train_oracle` (e.g. ``{"steps": 500}``; all are cached).
         config: :class:`DesignConfig` fields (``task`` comes from the run); ``zeta``, ``t_end``,
             ``n``, ``top`` or ``target`` None take the default, ``clamp=None`` turns the clamp off.
 
@@ -348,7 +358,7 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
     # None means "the task's default" for these; for clamp, bandwidth and repulsion it is a value.
     dc = DesignConfig(task=domain.task, **{k: v for k, v in config.items()
                                            if v is not None or k in ("clamp", "bandwidth", "repulsion")})
-    predictor = train_predictor(domain.task, **(predictor_options or {}))
+    predictor = PREDICTORS.get(dc.predictor)(domain.task, **(predictor_options or {}))
     oracle = train_oracle(**(oracle_options or {}))
     results = [design(potential, domain, dc, generator=torch.Generator().manual_seed(int(s)), predictor=predictor,
                       oracle=oracle) for s in seeds]

@@ -64,8 +64,24 @@ def test_a_repulsion_sweep_plots_the_tradeoff(run, tmp_path, monkeypatch):
     assert len(json.loads((out / "sweep.json").read_text())) == 3
 
 
+def test_design_with_the_smoothed_predictor_records_its_graph(run, tmp_path, monkeypatch):
+    from energyflow.domains.protein import smoothing
+
+    monkeypatch.setenv("ENERGYFLOW_CACHE", str(run.parent / "cache"))
+    monkeypatch.setitem(smoothing.SMOOTHING_RECIPE, "nodes", 2500)  # a small graph (the default is 50,000)
+    out = tmp_path / "design"
+    res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--seeds", "1", "--predictor", "smoothed",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "smoothed predictor" in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["predictor"] == "smoothed"
+    assert summary["predictor"]["nodes"] == 2500 and "plain" in summary["predictor"]
+
+
 @pytest.mark.parametrize("args, message", [(["--repulsion", "magnet:1"], "KIND"), (["--seeds", "0"], "--seeds"),
-                                           (["--predictor-steps", "0"], "--predictor-steps")])
+                                           (["--predictor-steps", "0"], "--predictor-steps"),
+                                           (["--predictor", "oracle"], "unknown predictor")])
 def test_design_refuses_bad_input_in_one_line(run, tmp_path, args, message):
     res = CliRunner().invoke(app, ["design", str(run), *args, "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and message in res.output

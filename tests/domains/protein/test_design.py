@@ -129,9 +129,10 @@ def test_design_config_defaults_follow_the_paper_and_validate():
     assert (DesignConfig().zeta, DesignConfig().t_end) == (0.01, 1.7)
     assert (DesignConfig(task="hard").zeta, DesignConfig(task="hard").t_end) == (0.009, 1.3)
     for bad in (dict(n=1), dict(zeta=0.0), dict(repulsion="magnet", strength=1.0), dict(repulsion="rbf"),
-                dict(clamp=-1.0), dict(tau_star=2.0)):
+                dict(clamp=-1.0), dict(tau_star=2.0), dict(predictor="oracle")):
         with pytest.raises(InvalidValueError):
             DesignConfig(**bad)
+    assert DesignConfig().predictor == "plain" and DesignConfig(predictor="smoothed").predictor == "smoothed"
     assert parse_repulsion("quadratic:0.1") == ("quadratic", [0.1])
     for bad in ("rbf", "rbf:x", "rbf:-1", "magnet:1"):
         with pytest.raises(InvalidValueError):
