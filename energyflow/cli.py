@@ -689,8 +689,11 @@ def design(
     seeds: int = typer.Option(5, "--seeds", help="Independent runs (generators seeded seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed."),
     predictor: str = typer.Option("plain", "--predictor",
-                                  help="Guidance and selection predictor: plain (trained on the task file) or smoothed "
-                                       "(GGS's graph smoothing of it, retrained; cached, a few minutes the first time)."),
+                                  help="Guidance predictor: plain (trained on the task file) or smoothed (GGS's graph "
+                                       "smoothing of it, retrained; cached, about 5 minutes the first time)."),
+    select_by: Optional[str] = typer.Option(None, "--select-by",
+                                            help="Predictor that picks the top designs: plain or smoothed (default: "
+                                                 "the guidance predictor)."),
     predictor_steps: Optional[int] = typer.Option(None, "--predictor-steps",
                                                   help="Training steps of the guidance predictor (cached; default 1000 "
                                                        "plain, 2000 smoothed)."),
@@ -727,11 +730,15 @@ def design(
             results, summary = design_run(run, folder, seeds=seed_list, device=device, n=n, top=top, zeta=zeta,
                                           t_end=t_end, clamp=None if no_clamp else clamp, repulsion=k,
                                           strength=s if k else 0.0, bandwidth=bandwidth, predictor=predictor,
+                                          select_by=select_by,
                                           predictor_options={"steps": predictor_steps},
                                           oracle_options={"steps": oracle_steps})
         rows.append({"label": label, "summary": summary})
     task = results[0].config.task
-    table = Table(title=f"AAV {task}: top {top} of {n} latents by the {predictor} predictor, {seeds} seed(s), mean ± sd "
+    chosen = results[0].config
+    guide = f"{chosen.predictor} predictor" + ("" if chosen.selector == chosen.predictor
+                                               else f", selected by the {chosen.selector} one")
+    table = Table(title=f"AAV {task}: top {top} of {n} latents, {guide}, {seeds} seed(s), mean ± sd "
                         "(fitness: oracle, normalised; novelty: vs the task file)")
     for col in ("method", "median fitness", "diversity (mean)", "diversity (median)", "novelty (median)",
                 "unique decoded"):

@@ -160,9 +160,11 @@ class DesignConfig:
         guided (bool): let the observation guide the transport through its predicted
             endpoint (:class:`~energyflow.samplers.guided.GuidedLangevin`, weight eps_max)
             instead of acting from tau* on only (the paper's sampler, the default).
-        predictor (str): the guidance (and selection) predictor, a key of
+        predictor (str): the guidance predictor, a key of
             :data:`~energyflow.domains.protein.smoothing.PREDICTORS`: ``"plain"`` (trained on
             the task file, the default) or ``"smoothed"`` (GGS's graph-smoothed one).
+        select_by (str | None): the predictor that ranks the decoded designs for the top
+            ``top`` (a key of the same registry); None: the guidance predictor, as GGS does.
     """
 
     task: str = attrs.field(default="medium", validator=attrs.validators.in_(tuple(_data.TASKS)))
@@ -180,6 +182,7 @@ class DesignConfig:
     bandwidth: float | None = attrs.field(default=None, converter=real(optional=True))
     guided: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     predictor: str = attrs.field(default="plain")
+    select_by: str | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.n < 2 or self.top < 1:
@@ -197,14 +200,20 @@ class DesignConfig:
                                         f"{', '.join(REPULSIONS.names())} (or none)")
             if not 0 < self.strength < math.inf:
                 raise InvalidValueError(f"repulsion strength must be a finite number > 0, got {self.strength!r}")
-        if self.predictor not in PREDICTORS:
-            raise InvalidValueError(f"unknown predictor {self.predictor!r}; choose one of {', '.join(PREDICTORS.names())}")
+        for name in (self.predictor, self.select_by):
+            if name is not None and name not in PREDICTORS:
+                raise InvalidValueError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTORS.names())}")
         if self.bandwidth is not None and not 0 < self.bandwidth < math.inf:
             raise InvalidValueError(f"bandwidth must be a finite number > 0, got {self.bandwidth!r}")
 
     @property
     def label(self) -> str:
         return "none" if self.repulsion is None else f"{self.repulsion}:{self.strength:g}"
+
+    @property
+    def selector(self) -> str:
+        """The name of the selecting predictor (``select_by``, else ``predictor``)."""
+        return self.predictor if self.select_by is None else self.select_by
 
 
 @attrs.frozen(eq=False)
@@ -213,7 +222,7 @@ class DesignResult:
 
     Attributes:
         sequences (list[str]): the selected designs (distinct, best predicted first).
-        predicted (np.ndarray): the predictor's normalised fitness of them.
+        predicted (np.ndarray): the selecting predictor's normalised fitness of them.
         fitness (np.ndarray): the oracle's normalised fitness of them.
         novelty (np.ndarray): each design's distance to the task's training file.
         metrics (dict): :func:`design_metrics` plus ``unique_decoded`` (distinct sequences
@@ -244,7 +253,7 @@ def _median_distance(x: Tensor) -> float:
 
 def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None = None, *,
            generator: torch.Generator | None = None, predictor: FitnessCNN | None = None,
-           oracle: FitnessCNN | None = None) -> DesignResult:
+           oracle: FitnessCNN | None = None, selector: FitnessCNN | None = None) -> DesignResult:
     """Samples ``config.n`` latents from ``V + FitnessObservation (+ repulsion)``, selects and scores them.
 
     Args:
@@ -256,6 +265,9 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
         predictor, oracle (FitnessCNN | None): default ``config.predictor``'s of the task
             (:data:`~energyflow.domains.protein.smoothing.PREDICTORS`) and :func:`train_oracle`
             (all cached).
+        selector (FitnessCNN | None): ranks the decoded designs; default the guidance
+            predictor where ``config.select_by`` is None or names the same kind, else
+            ``config.select_by``'s.
 
     Returns:
         DesignResult
@@ -274,6 +286,8 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     if config.top > config.n:
         raise InvalidValueError(f"top ({config.top}) cannot exceed n ({config.n})")
     predictor = PREDICTORS.get(config.predictor)(config.task) if predictor is None else predictor
+    if selector is None:
+        selector = predictor if config.selector == config.predictor else PREDICTORS.get(config.selector)(config.task)
     oracle = train_oracle() if oracle is None else oracle
     start = time.perf_counter()
     # Sampling runs where the potential is (the VAE and the predictor follow it there); selection and
@@ -302,7 +316,7 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     decoded = domain.decode(z)
     distinct = list(dict.fromkeys(decoded))
     tokens = _data.encode(distinct)
-    pred = _data.normalise(predict(predictor, tokens))
+    pred = _data.normalise(predict(selector, tokens))
     order = np.argsort(-pred, kind="stable")[: config.top]
     chosen = [distinct[i] for i in order]
     raw = predict(oracle, tokens[torch.from_numpy(order.copy())])
@@ -329,7 +343,8 @@ def summarise(results: list[DesignResult]) -> dict[str, dict[str, float]]:
 
 def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
                seeds: tuple[int, ...] = (0, 1, 2, 3, 4), device: str = "cpu", use_ema: bool = True,
-               predictor_options: dict[str, Any] | None = None, oracle_options: dict[str, Any] | None = None,
+               predictor_options: dict[str, Any] | None = None, smoothing_options: dict[str, Any] | None = None,
+               oracle_options: dict[str, Any] | None = None,
                **config: Any) -> tuple[list[DesignResult], dict[str, dict[str, float]]]:
     """Designs with a trained run, one independent generator per seed; writes the designs and a summary.
 
@@ -337,10 +352,12 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         run_dir: a run of the protein domain (``energyflow train --preset aav-medium``).
         out_dir: where ``designs_seed{k}.csv`` and ``summary.json`` go (None: nowhere).
         seeds: one run per seed, each with ``torch.Generator().manual_seed(seed)``.
-        predictor_options, oracle_options: recipe overrides of the predictor
-            (``config["predictor"]``'s trainer: :func:`train_predictor` or
-            :func:`~energyflow.domains.protein.smoothing.train_smoothed_predictor`) and of
-            :func:`train_oracle` (e.g. ``{"steps": 500}``; all are cached).
+        predictor_options: recipe overrides of the plain predictor
+            (:func:`~energyflow.domains.protein.models.train_predictor`, e.g. ``{"steps": 500}``;
+            the smoothed one starts from that one).
+        smoothing_options: overrides of
+            :data:`~energyflow.domains.protein.smoothing.SMOOTHING_RECIPE`.
+        oracle_options: overrides of :func:`train_oracle`'s recipe (every model is cached).
         config: :class:`DesignConfig` fields (``task`` comes from the run); ``zeta``, ``t_end``,
             ``n``, ``top`` or ``target`` None take the default, ``clamp=None`` turns the clamp off.
 
@@ -358,10 +375,12 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
     # None means "the task's default" for these; for clamp, bandwidth and repulsion it is a value.
     dc = DesignConfig(task=domain.task, **{k: v for k, v in config.items()
                                            if v is not None or k in ("clamp", "bandwidth", "repulsion")})
-    predictor = PREDICTORS.get(dc.predictor)(domain.task, **(predictor_options or {}))
+    opts = {"plain": predictor_options, "smoothing": smoothing_options}
+    predictor = PREDICTORS.get(dc.predictor)(domain.task, **opts)
+    selector = predictor if dc.selector == dc.predictor else PREDICTORS.get(dc.selector)(domain.task, **opts)
     oracle = train_oracle(**(oracle_options or {}))
     results = [design(potential, domain, dc, generator=torch.Generator().manual_seed(int(s)), predictor=predictor,
-                      oracle=oracle) for s in seeds]
+                      selector=selector, oracle=oracle) for s in seeds]
     summary = summarise(results)
     if out_dir is not None:
         out = Path(out_dir)
@@ -370,6 +389,7 @@ def design_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
             r.write(out / f"designs_seed{s}.csv")
         payload = {"config": attrs.asdict(dc), "seeds": list(seeds), "summary": summary,
                    "per_seed": [r.metrics for r in results], "predictor": predictor.metrics,
+                   "selector": selector.metrics,
                    "oracle": oracle.metrics, "vae": domain.vae.metrics}
         tmp = out / f".summary.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(payload, indent=2))

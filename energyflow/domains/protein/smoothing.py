@@ -206,7 +206,19 @@ def train_smoothed_predictor(task: str, *, cache: bool = True, cache_dir: str | 
                            lambda c: _models.FitnessCNN(**c), train, f"the smoothed AAV {task} predictor", retrain)
 
 
-#: Guidance predictors by name: ``name -> (task, **options) -> FitnessCNN``.
+def _plain(task: str, plain: dict[str, Any] | None = None, smoothing: dict[str, Any] | None = None,
+           **kw: Any) -> _models.FitnessCNN:
+    return _models.train_predictor(task, **kw, **(plain or {}))
+
+
+def _smoothed(task: str, plain: dict[str, Any] | None = None, smoothing: dict[str, Any] | None = None,
+              **kw: Any) -> _models.FitnessCNN:
+    return train_smoothed_predictor(task, base_options=plain, **kw, **(smoothing or {}))
+
+
+#: Predictors by name: ``name -> (task, plain=None, smoothing=None, **cache options) -> FitnessCNN``;
+#: ``plain`` overrides :data:`~energyflow.domains.protein.models.PREDICTOR_RECIPE` (for the
+#: smoothed one too: its starting point), ``smoothing`` overrides :data:`SMOOTHING_RECIPE`.
 PREDICTORS: Registry = Registry("predictor")
-PREDICTORS.register("plain", _models.train_predictor)
-PREDICTORS.register("smoothed", train_smoothed_predictor)
+PREDICTORS.register("plain", _plain)
+PREDICTORS.register("smoothed", _smoothed)

@@ -68,20 +68,33 @@ def test_design_with_the_smoothed_predictor_records_its_graph(run, tmp_path, mon
     from energyflow.domains.protein import smoothing
 
     monkeypatch.setenv("ENERGYFLOW_CACHE", str(run.parent / "cache"))
-    monkeypatch.setitem(smoothing.SMOOTHING_RECIPE, "nodes", 2500)  # a small graph (the default is 50,000)
+    # A small graph and a short retraining (the defaults are 50,000 nodes and 2,000 steps).
+    monkeypatch.setitem(smoothing.SMOOTHING_RECIPE, "nodes", 2500)
+    monkeypatch.setitem(smoothing.SMOOTHING_RECIPE, "steps", 3)
     out = tmp_path / "design"
     res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--seeds", "1", "--predictor", "smoothed",
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "smoothed predictor" in res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["predictor"] == "smoothed"
+    assert summary["config"]["predictor"] == "smoothed" and summary["config"]["select_by"] is None
     assert summary["predictor"]["nodes"] == 2500 and "plain" in summary["predictor"]
+    # The smoothed one started from the plain predictor of --predictor-steps 3 (the cached one).
+    assert summary["predictor"]["plain"]["n_train"] == 2111
+    # Guided by the plain predictor, selected by the smoothed one: both recorded.
+    out2 = tmp_path / "split"
+    res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--seeds", "1", "--select-by", "smoothed",
+                                   "--out", str(out2)])
+    assert res.exit_code == 0, res.output
+    assert "plain predictor, selected by the smoothed one" in " ".join(res.output.split())
+    summary = json.loads((out2 / "summary.json").read_text())
+    assert "nodes" not in summary["predictor"] and summary["selector"]["nodes"] == 2500
 
 
 @pytest.mark.parametrize("args, message", [(["--repulsion", "magnet:1"], "KIND"), (["--seeds", "0"], "--seeds"),
                                            (["--predictor-steps", "0"], "--predictor-steps"),
-                                           (["--predictor", "oracle"], "unknown predictor")])
+                                           (["--predictor", "oracle"], "unknown predictor"),
+                                           (["--select-by", "oracle"], "unknown predictor")])
 def test_design_refuses_bad_input_in_one_line(run, tmp_path, args, message):
     res = CliRunner().invoke(app, ["design", str(run), *args, "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and message in res.output

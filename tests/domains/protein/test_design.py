@@ -22,11 +22,16 @@ from energyflow.errors import InvalidValueError  # noqa: E402
 
 
 class AlanineCount(nn.Module):
-    """A transparent 'predictor': the expected number of alanines (token 0), in raw score units."""
+    """A transparent 'predictor': the expected number of residues of one kind (default alanine,
+    token 0), in raw score units."""
+
+    def __init__(self, token: int = 0) -> None:
+        super().__init__()
+        self.token = token
 
     def forward(self, x):
         probs = nn.functional.one_hot(x, 20).double() if not x.is_floating_point() else x
-        return probs[..., 0].sum(-1)
+        return probs[..., self.token].sum(-1)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +134,8 @@ def test_design_config_defaults_follow_the_paper_and_validate():
     assert (DesignConfig().zeta, DesignConfig().t_end) == (0.01, 1.7)
     assert (DesignConfig(task="hard").zeta, DesignConfig(task="hard").t_end) == (0.009, 1.3)
     for bad in (dict(n=1), dict(zeta=0.0), dict(repulsion="magnet", strength=1.0), dict(repulsion="rbf"),
-                dict(clamp=-1.0), dict(tau_star=2.0), dict(predictor="oracle")):
+                dict(clamp=-1.0), dict(tau_star=2.0), dict(predictor="oracle"),
+                dict(select_by="oracle")):
         with pytest.raises(InvalidValueError):
             DesignConfig(**bad)
     assert DesignConfig().predictor == "plain" and DesignConfig(predictor="smoothed").predictor == "smoothed"
@@ -154,6 +160,19 @@ def test_design_selects_distinct_top_designs_and_is_reproducible_per_seed(domain
     assert np.allclose(a.fitness, D.normalise(alanines))  # the oracle scored the selected sequences
     s = summarise([a, c])
     assert s["median_fitness"]["sd"] >= 0 and set(s) == set(a.metrics)
+
+
+def test_a_separate_selector_ranks_the_designs_and_the_guidance_predictor_does_not(domain, potential):
+    glycines = AlanineCount(token=D.ALPHABET.index("G"))
+    cfg = DesignConfig(n=32, top=8, t_end=1.2, select_by="smoothed")  # the name is a label here: modules are given
+    a = design(potential, domain, cfg, generator=torch.Generator().manual_seed(0), predictor=AlanineCount(),
+               selector=glycines, oracle=AlanineCount())
+    b = _design(domain, potential, 0)  # the same draws, selected by the guidance predictor (alanines)
+    assert cfg.selector == "smoothed" and DesignConfig().selector == "plain"
+    g = np.array([s.count("G") for s in a.sequences], dtype=float)
+    assert np.allclose(a.predicted, D.normalise(g)) and np.all(np.diff(a.predicted) <= 0)
+    assert torch.equal(a.latents, b.latents)  # the same draws ...
+    assert a.sequences != b.sequences  # ... ranked otherwise
 
 
 def test_guidance_raises_the_predicted_property_and_a_far_target_control_does_not(domain, potential):

@@ -133,4 +133,13 @@ def test_train_smoothed_predictor_caches_and_reports_both_predictors(tmp_path, m
 
 def test_predictors_registry_names_both_kinds():
     assert S.PREDICTORS.names() == ["plain", "smoothed"]
-    assert S.PREDICTORS.get("smoothed") is S.train_smoothed_predictor
+
+
+def test_the_registry_passes_the_plain_recipe_to_both_and_the_smoothing_recipe_to_the_smoothed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(M, "train_predictor", lambda task, **kw: calls.append(("plain", task, kw)))
+    monkeypatch.setattr(S, "train_smoothed_predictor", lambda task, **kw: calls.append(("smoothed", task, kw)))
+    S.PREDICTORS.get("plain")("hard", plain={"steps": 7}, smoothing={"nodes": 9})
+    S.PREDICTORS.get("smoothed")("hard", plain={"steps": 7}, smoothing={"nodes": 9}, cache=False)
+    assert calls == [("plain", "hard", {"steps": 7}),
+                     ("smoothed", "hard", {"base_options": {"steps": 7}, "nodes": 9, "cache": False})]
