@@ -689,10 +689,11 @@ def design(
     seeds: int = typer.Option(5, "--seeds", help="Independent runs (generators seeded seed, seed+1, ...)."),
     seed: int = typer.Option(0, help="First seed."),
     predictor: str = typer.Option("plain", "--predictor",
-                                  help="Guidance predictor: plain (trained on the task file) or smoothed (GGS's graph "
-                                       "smoothing of it, retrained; cached, about 5 minutes the first time)."),
+                                  help="Guidance predictor: plain (trained on the task file), smoothed (GGS's graph "
+                                       "smoothing of it, retrained; cached, about 5 minutes the first time) or blend "
+                                       "(the mean of the two)."),
     select_by: Optional[str] = typer.Option(None, "--select-by",
-                                            help="Predictor that picks the top designs: plain or smoothed (default: "
+                                            help="Predictor that picks the top designs: plain, smoothed or blend (default: "
                                                  "the guidance predictor)."),
     predictor_steps: Optional[int] = typer.Option(None, "--predictor-steps",
                                                   help="Training steps of the guidance predictor (cached; default 1000 "

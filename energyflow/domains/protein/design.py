@@ -162,7 +162,8 @@ class DesignConfig:
             instead of acting from tau* on only (the paper's sampler, the default).
         predictor (str): the guidance predictor, a key of
             :data:`~energyflow.domains.protein.smoothing.PREDICTORS`: ``"plain"`` (trained on
-            the task file, the default) or ``"smoothed"`` (GGS's graph-smoothed one).
+            the task file, the default), ``"smoothed"`` (GGS's graph-smoothed one) or
+            ``"blend"`` (the mean of the two).
         select_by (str | None): the predictor that ranks the decoded designs for the top
             ``top`` (a key of the same registry); None: the guidance predictor, as GGS does.
     """
@@ -252,8 +253,8 @@ def _median_distance(x: Tensor) -> float:
 
 
 def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None = None, *,
-           generator: torch.Generator | None = None, predictor: FitnessCNN | None = None,
-           oracle: FitnessCNN | None = None, selector: FitnessCNN | None = None) -> DesignResult:
+           generator: torch.Generator | None = None, predictor: nn.Module | None = None,
+           oracle: FitnessCNN | None = None, selector: nn.Module | None = None) -> DesignResult:
     """Samples ``config.n`` latents from ``V + FitnessObservation (+ repulsion)``, selects and scores them.
 
     Args:
@@ -262,10 +263,10 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
         domain (ProteinDomain): its domain (a task's; its VAE decodes).
         config (DesignConfig | None): the settings (default: the paper's for the domain's task).
         generator (torch.Generator | None): the source noise and the Langevin noise.
-        predictor, oracle (FitnessCNN | None): default ``config.predictor``'s of the task
+        predictor (nn.Module | None), oracle (FitnessCNN | None): default ``config.predictor``'s of the task
             (:data:`~energyflow.domains.protein.smoothing.PREDICTORS`) and :func:`train_oracle`
             (all cached).
-        selector (FitnessCNN | None): ranks the decoded designs; default the guidance
+        selector (nn.Module | None): ranks the decoded designs; default the guidance
             predictor where ``config.select_by`` is None or names the same kind, else
             ``config.select_by``'s.
 

@@ -20,8 +20,8 @@ sequences around the task file and retrains it on the smoothed scores:
    ``(nodes, y)``.
 
 The result is cached like the other models (the key hashes both recipes and the data
-files). :data:`PREDICTORS` names the two kinds the design takes (``"plain"``,
-``"smoothed"``).
+files). :data:`PREDICTORS` names the kinds the design takes: ``"plain"``, ``"smoothed"``
+and ``"blend"`` (the mean of the two).
 
 Example:
     >>> import numpy as np
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from energyflow.domains.protein import models as _models
 from energyflow.domains.protein.data import ALPHABET, TASKS, load_task
@@ -50,7 +50,7 @@ from energyflow.metrics import spearman
 from energyflow.registry import Registry
 from energyflow.validation import to_int
 
-__all__ = ["SMOOTHING_RECIPE", "PREDICTORS", "single_mutants", "knn_graph", "tikhonov_smooth",
+__all__ = ["SMOOTHING_RECIPE", "PREDICTORS", "PredictorMean", "single_mutants", "knn_graph", "tikhonov_smooth",
            "train_smoothed_predictor"]
 
 #: The smoothing recipe (GGS: 250,000 nodes, ``tik-gamma-1``); ``k`` None is ``floor(sqrt(nodes)) + 1``.
@@ -206,6 +206,40 @@ def train_smoothed_predictor(task: str, *, cache: bool = True, cache_dir: str | 
                            lambda c: _models.FitnessCNN(**c), train, f"the smoothed AAV {task} predictor", retrain)
 
 
+class PredictorMean(nn.Module):
+    """The mean of several fitness predictors' raw scores (tokens or probabilities in, ``(B,)`` out).
+
+    Args:
+        members (list[nn.Module]): the predictors (e.g. the plain and the smoothed one).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise InvalidValueError("a predictor mean needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.metrics: dict[str, Any] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def _blend(task: str, plain: dict[str, Any] | None = None, smoothing: dict[str, Any] | None = None,
+           **kw: Any) -> PredictorMean:
+    data = load_task(task)
+    base = _models.train_predictor(task, **kw, **(plain or {}))
+    smooth = train_smoothed_predictor(task, base_options=plain, **kw, **(smoothing or {}))
+    model = PredictorMean([base, smooth]).eval().requires_grad_(False)
+    out = _models._outside(data)
+    pred = _models.predict(model, out.tokens())
+    top = out.scores > data.scores.max()
+    model.metrics = {"spearman_outside": spearman(pred, out.scores),
+                     "mae_outside": float(np.abs(pred - out.scores).mean()),
+                     "spearman_top": spearman(pred[top], out.scores[top]) if top.sum() > 1 else float("nan"),
+                     "plain": base.metrics, "smoothed": {k: v for k, v in smooth.metrics.items() if k != "plain"}}
+    return model
+
+
 def _plain(task: str, plain: dict[str, Any] | None = None, smoothing: dict[str, Any] | None = None,
            **kw: Any) -> _models.FitnessCNN:
     return _models.train_predictor(task, **kw, **(plain or {}))
@@ -216,9 +250,11 @@ def _smoothed(task: str, plain: dict[str, Any] | None = None, smoothing: dict[st
     return train_smoothed_predictor(task, base_options=plain, **kw, **(smoothing or {}))
 
 
-#: Predictors by name: ``name -> (task, plain=None, smoothing=None, **cache options) -> FitnessCNN``;
+#: Predictors by name: ``name -> (task, plain=None, smoothing=None, **cache options) -> nn.Module``
+#: (``"blend"``: the mean of the plain and the smoothed predictors' scores, a :class:`PredictorMean`);
 #: ``plain`` overrides :data:`~energyflow.domains.protein.models.PREDICTOR_RECIPE` (for the
 #: smoothed one too: its starting point), ``smoothing`` overrides :data:`SMOOTHING_RECIPE`.
 PREDICTORS: Registry = Registry("predictor")
 PREDICTORS.register("plain", _plain)
 PREDICTORS.register("smoothed", _smoothed)
+PREDICTORS.register("blend", _blend)

@@ -131,8 +131,8 @@ def test_train_smoothed_predictor_caches_and_reports_both_predictors(tmp_path, m
         S.train_smoothed_predictor("medium", cache=False, base_options={"steps": 3}, gama=1.0)
 
 
-def test_predictors_registry_names_both_kinds():
-    assert S.PREDICTORS.names() == ["plain", "smoothed"]
+def test_predictors_registry_names_the_three_kinds():
+    assert S.PREDICTORS.names() == ["blend", "plain", "smoothed"]
 
 
 def test_the_registry_passes_the_plain_recipe_to_both_and_the_smoothing_recipe_to_the_smoothed(monkeypatch):
@@ -143,3 +143,29 @@ def test_the_registry_passes_the_plain_recipe_to_both_and_the_smoothing_recipe_t
     S.PREDICTORS.get("smoothed")("hard", plain={"steps": 7}, smoothing={"nodes": 9}, cache=False)
     assert calls == [("plain", "hard", {"steps": 7}),
                      ("smoothed", "hard", {"base_options": {"steps": 7}, "nodes": 9, "cache": False})]
+
+
+def test_predictor_mean_averages_its_members_on_tokens_and_probabilities():
+    torch.manual_seed(0)
+    a, b = M.FitnessCNN(channels=8, hidden=16, mean=1.0), M.FitnessCNN(channels=8, hidden=16, std=2.0)
+    mean = S.PredictorMean([a, b])
+    tokens = torch.randint(20, (4, 28), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(mean(tokens), (a(tokens) + b(tokens)) / 2)
+    probs = torch.softmax(torch.randn(4, 28, 20), -1)
+    torch.testing.assert_close(mean(probs), (a(probs) + b(probs)) / 2)
+    with pytest.raises(InvalidValueError, match="at least one"):
+        S.PredictorMean([])
+
+
+def test_the_blend_is_the_mean_of_the_plain_and_the_smoothed_predictor(tmp_path, monkeypatch):
+    medium = D.load_task("medium")
+    out = M._outside(medium)
+    monkeypatch.setattr(M, "_outside", lambda task: D.SequenceSet(out.sequences[:300], out.scores[:300], "small"))
+    opts = dict(plain={"steps": 3}, smoothing={"nodes": 2600, "k": 10, "steps": 3, "batch_size": 32},
+                cache_dir=tmp_path)
+    blend = S.PREDICTORS.get("blend")("medium", **opts)
+    plain, smooth = S.PREDICTORS.get("plain")("medium", **opts), S.PREDICTORS.get("smoothed")("medium", **opts)
+    tokens = medium.tokens()[:50]
+    torch.testing.assert_close(blend(tokens), (plain(tokens) + smooth(tokens)) / 2)
+    assert set(blend.metrics) == {"spearman_outside", "mae_outside", "spearman_top", "plain", "smoothed"}
+    assert len(list(tmp_path.iterdir())) == 2  # the blend caches nothing of its own
