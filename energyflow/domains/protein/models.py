@@ -52,7 +52,7 @@ from energyflow.metrics import spearman
 from energyflow.validation import to_int
 
 __all__ = ["FitnessCNN", "SequenceVAE", "ORACLE_RECIPE", "PREDICTOR_RECIPE", "VAE_RECIPE", "reconstruction",
-           "fit_vae", "predict", "train_oracle", "train_predictor", "train_vae"]
+           "fit_vae", "outside_metrics", "predict", "train_oracle", "train_predictor", "train_vae"]
 
 NUM_TOKENS = len(ALPHABET)
 
@@ -222,7 +222,7 @@ def _path(cache: bool, cache_dir: str | os.PathLike[str] | None, name: str) -> P
 
 
 @torch.no_grad()
-def predict(model: FitnessCNN, tokens: Tensor, batch_size: int = 2048) -> np.ndarray:
+def predict(model: nn.Module, tokens: Tensor, batch_size: int = 2048) -> np.ndarray:
     """Raw scores ``(N,)`` (float64) of ``(N, L)`` tokens, in batches."""
     return np.concatenate([model(tokens[i:i + batch_size]).double().numpy()
                            for i in range(0, len(tokens), batch_size)]) if len(tokens) else np.zeros(0)
@@ -295,6 +295,22 @@ def _outside(task: SequenceSet) -> SequenceSet:
     return SequenceSet(tuple(gt.sequences[i] for i in keep), gt.scores[keep], "ground_truth - " + task.name)
 
 
+def outside_metrics(model: nn.Module, data: SequenceSet) -> dict[str, Any]:
+    """A task predictor's scores on the ground-truth sequences outside the task file ``data``.
+
+    Returns:
+        dict: ``spearman_outside``, ``mae_outside`` (raw score units), ``spearman_top``
+        (among those fitter than the file's best: the region designs aim at), ``n_train``
+        (the file's distinct sequences) and ``n_outside``.
+    """
+    out = _outside(data)
+    pred = predict(model, out.tokens())
+    top = out.scores > data.scores.max()
+    return {"spearman_outside": spearman(pred, out.scores), "mae_outside": float(np.abs(pred - out.scores).mean()),
+            "spearman_top": spearman(pred[top], out.scores[top]) if top.sum() > 1 else float("nan"),
+            "n_train": len(data), "n_outside": len(out)}
+
+
 def train_predictor(task: str, *, cache: bool = True, cache_dir: str | os.PathLike[str] | None = None,
                     retrain: bool = False, **options: Any) -> FitnessCNN:
     """The guidance predictor of a task: a :class:`FitnessCNN` on the task's file only (cached).
@@ -310,13 +326,7 @@ def train_predictor(task: str, *, cache: bool = True, cache_dir: str | os.PathLi
 
     def train() -> FitnessCNN:
         model = _fit_cnn(data.tokens(), data.scores, r).eval()
-        out = _outside(data)
-        pred = predict(model, out.tokens())
-        top = out.scores > data.scores.max()
-        model.metrics = {"spearman_outside": spearman(pred, out.scores),
-                         "mae_outside": float(np.abs(pred - out.scores).mean()),
-                         "spearman_top": spearman(pred[top], out.scores[top]) if top.sum() > 1 else float("nan"),
-                         "n_train": len(data), "n_outside": len(out)}
+        model.metrics = outside_metrics(model, data)
         return model
 
     return _cached(_path(cache, cache_dir, f"aav-predictor-{task}-{key}.pt"), key, lambda c: FitnessCNN(**c), train,

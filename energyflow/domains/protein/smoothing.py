@@ -46,7 +46,6 @@ from torch import Tensor, nn
 from energyflow.domains.protein import models as _models
 from energyflow.domains.protein.data import ALPHABET, TASKS, load_task
 from energyflow.errors import InvalidValueError
-from energyflow.metrics import spearman
 from energyflow.registry import Registry
 from energyflow.validation import to_int
 
@@ -193,13 +192,8 @@ def train_smoothed_predictor(task: str, *, cache: bool = True, cache_dir: str | 
         weights = knn_graph(tokens, k)
         smoothed = tikhonov_smooth(weights, scores, float(r["gamma"]))
         model = _models._fit_cnn(tokens, smoothed, r).eval()
-        out = _models._outside(data)
-        pred = _models.predict(model, out.tokens())
-        top = out.scores > data.scores.max()
-        model.metrics = {"spearman_outside": spearman(pred, out.scores),
-                         "mae_outside": float(np.abs(pred - out.scores).mean()),
-                         "spearman_top": spearman(pred[top], out.scores[top]) if top.sum() > 1 else float("nan"),
-                         "nodes": int(len(tokens)), "k": k, "edges": int(weights.nnz // 2), "plain": base.metrics}
+        model.metrics = {**_models.outside_metrics(model, data), "nodes": int(len(tokens)), "k": k,
+                         "edges": int(weights.nnz // 2), "plain": base.metrics}
         return model
 
     return _models._cached(_models._path(cache, cache_dir, f"aav-smoothed-{task}-{key}.pt"), key,
@@ -230,13 +224,8 @@ def _blend(task: str, plain: dict[str, Any] | None = None, smoothing: dict[str, 
     base = _models.train_predictor(task, **kw, **(plain or {}))
     smooth = train_smoothed_predictor(task, base_options=plain, **kw, **(smoothing or {}))
     model = PredictorMean([base, smooth]).eval().requires_grad_(False)
-    out = _models._outside(data)
-    pred = _models.predict(model, out.tokens())
-    top = out.scores > data.scores.max()
-    model.metrics = {"spearman_outside": spearman(pred, out.scores),
-                     "mae_outside": float(np.abs(pred - out.scores).mean()),
-                     "spearman_top": spearman(pred[top], out.scores[top]) if top.sum() > 1 else float("nan"),
-                     "plain": base.metrics, "smoothed": {k: v for k, v in smooth.metrics.items() if k != "plain"}}
+    model.metrics = {**_models.outside_metrics(model, data), "plain": base.metrics,
+                     "smoothed": {k: v for k, v in smooth.metrics.items() if k != "plain"}}
     return model
 
 

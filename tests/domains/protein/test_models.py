@@ -17,14 +17,6 @@ from energyflow.errors import InvalidValueError
 stats = pytest.importorskip("scipy.stats")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared
-    yield
-    torch.set_num_threads(before)
-
-
 def _tokens(n: int, length: int = 28, seed: int = 0) -> torch.Tensor:
     return torch.randint(20, (n, length), generator=torch.Generator().manual_seed(seed))
 

@@ -15,14 +15,6 @@ from energyflow.errors import InvalidValueError
 pytest.importorskip("scipy.sparse")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared
-    yield
-    torch.set_num_threads(before)
-
-
 def _distinct(n: int, length: int, seed: int) -> torch.Tensor:
     t = torch.randint(20, (3 * n, length), generator=torch.Generator().manual_seed(seed))
     return torch.unique(t, dim=0)[:n]
@@ -167,5 +159,6 @@ def test_the_blend_is_the_mean_of_the_plain_and_the_smoothed_predictor(tmp_path,
     plain, smooth = S.PREDICTORS.get("plain")("medium", **opts), S.PREDICTORS.get("smoothed")("medium", **opts)
     tokens = medium.tokens()[:50]
     torch.testing.assert_close(blend(tokens), (plain(tokens) + smooth(tokens)) / 2)
-    assert set(blend.metrics) == {"spearman_outside", "mae_outside", "spearman_top", "plain", "smoothed"}
+    assert set(blend.metrics) == {"spearman_outside", "mae_outside", "spearman_top", "n_train", "n_outside", "plain",
+                                  "smoothed"}
     assert len(list(tmp_path.iterdir())) == 2  # the blend caches nothing of its own
