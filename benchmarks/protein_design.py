@@ -26,14 +26,21 @@ potential alone (the observation's likelihood flattened, zeta = 1e6) to show wha
 observation adds. ``--sweep`` adds the repulsion trade-off (quadratic with the clamp, and
 the bounded RBF) at the same sampling budget, on the medium task, and plots it.
 
+Designs (``--designs``, one row each, ``GUIDE[:SELECT]``): ``plain`` (GGS's protocol with
+our unsmoothed predictor: it guides and selects), ``smoothed`` (GGS's own: the smoothed
+predictor guides and selects), ``plain:smoothed`` (the plain predictor guides, the smoothed
+one selects) and ``blend:smoothed`` (the mean of the two guides, the smoothed one selects).
+
 Run:
     .venv/bin/python benchmarks/protein_design.py --threads 2               # both tasks, 5 seeds
     .venv/bin/python benchmarks/protein_design.py --threads 2 --sweep       # and the repulsion sweep
+    .venv/bin/python benchmarks/protein_design.py --threads 1 --tasks hard  # one task; the saved file keeps the other
     .venv/bin/python benchmarks/protein_design.py --threads 2 --fresh --tasks medium   # time it from nothing
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -42,9 +49,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import base_parser, env_info, markdown_table, set_threads, write_result
+    from _common import RESULTS_DIR, base_parser, env_info, markdown_table, set_threads, write_result
 else:  # imported as benchmarks.protein_design
-    from ._common import base_parser, env_info, markdown_table, set_threads, write_result
+    from ._common import RESULTS_DIR, base_parser, env_info, markdown_table, set_threads, write_result
 
 import numpy as np
 import torch
@@ -53,6 +60,16 @@ NAME = "protein_design"
 REPO = Path(__file__).resolve().parent.parent
 QUADRATIC = (0.01, 0.03, 0.1)
 RBF = (300.0, 1000.0, 3000.0)
+
+
+#: The designs run by default, GUIDE[:SELECT]: GGS's way (one predictor guides and selects), the
+#: plain predictor's guidance with the smoothed one's selection, and the blend's guidance.
+DESIGNS = ("plain", "smoothed", "plain:smoothed", "blend:smoothed")
+
+
+def _label(design):
+    guide, select = (design.split(":") + [None])[:2]
+    return f"{guide} predictor" + (f", selected by {select}" if select and select != guide else "")
 
 
 def _row(label, s):
@@ -81,11 +98,15 @@ def main() -> None:
     p.add_argument("--sweep-seeds", type=int, default=2, help="seeds per sweep setting")
     p.add_argument("--fresh", action="store_true", help="an empty model cache and new runs: time the whole pipeline")
     p.add_argument("--runs", type=Path, default=REPO / "runs", help="where runs/aav_<task> live (reused if there)")
-    p.add_argument("--predictors", nargs="+", default=["plain", "smoothed"], choices=["plain", "smoothed"],
-                   help="guidance/selection predictors to design with (one row each)")
-    p.add_argument("--sweep-predictor", default="plain", choices=["plain", "smoothed"],
-                   help="the predictor of the repulsion sweep")
+    p.add_argument("--designs", nargs="+", default=list(DESIGNS), metavar="GUIDE[:SELECT]",
+                   help="guidance[:selection] predictors to design with, one row each (plain, smoothed, blend; "
+                        f"default {' '.join(DESIGNS)})")
+    p.add_argument("--sweep-design", default="plain", metavar="GUIDE[:SELECT]",
+                   help="the predictors of the repulsion sweep (default plain)")
     args = p.parse_args()
+    for d in [*args.designs, args.sweep_design]:
+        if any(part not in ("plain", "smoothed", "blend") for part in d.split(":")) or d.count(":") > 1:
+            p.error(f"bad design {d!r}: GUIDE or GUIDE:SELECT with plain, smoothed or blend")
     set_threads(args.threads)
     if args.fresh:
         os.environ["ENERGYFLOW_CACHE"] = tempfile.mkdtemp(prefix="energyflow-cache-")
@@ -107,9 +128,10 @@ def main() -> None:
     for task in args.tasks:
         times = {}
         predictors = {}
-        for name in args.predictors:
+        names = list(dict.fromkeys(["plain", *(n for d in args.designs for n in d.split(":"))]))
+        for name in names:  # plain first: the smoothed one starts from it, the blend averages both
             t = time.perf_counter()
-            predictors[name] = PREDICTORS.get(name)(task)  # the smoothed one trains (or loads) the plain one first
+            predictors[name] = PREDICTORS.get(name)(task)
             times[f"predictor ({name})"] = time.perf_counter() - t
         t = time.perf_counter()
         vae = train_vae(task)
@@ -119,18 +141,21 @@ def main() -> None:
         if not (run / "checkpoints" / "last.pt").is_file():
             cfg = resolve_config(preset=f"aav_{task}", overrides={"device": "cpu"})
             trainer = Trainer(cfg, run)
-            trainer.train()
+            trainer.fit()
         times["potential"] = time.perf_counter() - t
         summaries = {}
-        for name in args.predictors:
+        for d in args.designs:
+            guide, select = (d.split(":") + [None])[:2]
             t = time.perf_counter()
-            _, summaries[name] = design_run(run, run / f"design_{name}", seeds=seeds, predictor=name)
-            times[f"design ({name})"] = time.perf_counter() - t
-        first = args.predictors[0]
-        _, flat = design_run(run, None, seeds=seeds, zeta=1e6, predictor=first)
+            _, summaries[d] = design_run(run, run / f"design_{d.replace(':', '_')}", seeds=seeds, predictor=guide,
+                                         select_by=select)
+            times[f"design ({d})"] = time.perf_counter() - t
+        # V alone: the likelihood flattened, selected by the first design's selector.
+        first_select = (args.designs[0].split(":") * 2)[1]
+        _, flat = design_run(run, None, seeds=seeds, zeta=1e6, select_by=first_select)
         floor = _floor(task, oracle)
-        rows = [_row(f"Energy Matching (V + observe), {name} predictor, ours", summ) for name, summ in summaries.items()]
-        rows += [_row(f"V alone (zeta = 1e6), {first} predictor's selection", flat),
+        rows = [_row(f"Energy Matching (V + observe), {_label(d)}, ours", summ) for d, summ in summaries.items()]
+        rows += [_row(f"V alone (zeta = 1e6), selected by the {first_select} predictor", flat),
                 [f"data floor: the task file's best 128", f"{floor['median_fitness']:.3f}", f"{floor['diversity']:.2f}",
                  f"{floor['median_diversity']:.1f}", f"{floor['novelty']:.2f}", "-"]]
         rows += [[f"{k} (GGS paper)", f"{v[0]:.2f}", f"{v[1]:.1f}", "-", f"{v[2]:.1f}", "-"]
@@ -138,12 +163,13 @@ def main() -> None:
         print(f"\nAAV {task}: top 128 of 512 latents, {len(seeds)} seeds, mean ± sd")
         print(markdown_table(["method", "median fitness", "diversity (mean)", "diversity (median)", "novelty",
                               "unique decoded"], rows))
-        # One pipeline per predictor: the oracle (when timed), the VAE, the potential, the predictors it
-        # needs (the smoothed one starts from the plain one) and its own design runs.
+        # One pipeline per design: the oracle (when timed), the VAE, the potential, the predictors it
+        # needs (the smoothed one starts from the plain one; the blend averages both) and its design runs.
         shared = (oracle_seconds if args.fresh else 0.0) + times["vae"] + times["potential"]
-        pipeline = {name: shared + sum(v for k, v in times.items() if k in (f"predictor ({name})", f"design ({name})",
-                                                                          "predictor (plain)"))
-                    for name in args.predictors}
+        pipeline = {}
+        for d in args.designs:
+            need = {"plain", *d.split(":")} | ({"smoothed"} if "blend" in d else set())
+            pipeline[d] = shared + times[f"design ({d})"] + sum(times[f"predictor ({n})"] for n in need)
         for name, predictor in predictors.items():
             print(f"{name} predictor: Spearman {predictor.metrics['spearman_outside']:.3f} on the ground-truth sequences "
                   f"outside the task file ({predictor.metrics['spearman_top']:.3f} above its best)")
@@ -156,14 +182,16 @@ def main() -> None:
                  "predictor": {name: m.metrics for name, m in predictors.items()}, "vae": vae.metrics,
                  "seconds": times, "pipeline_seconds": pipeline, "fresh": args.fresh}
         if args.sweep and task == "medium":
-            sp = args.sweep_predictor
-            sweep_rows = [{"label": "none", "summary": summaries[sp] if sp in summaries
-                           else design_run(run, None, seeds=seeds, predictor=sp)[1]}]
+            sd = args.sweep_design
+            guide, select = (sd.split(":") + [None])[:2]
+            sweep_rows = [{"label": "none", "summary": summaries[sd] if sd in summaries
+                           else design_run(run, None, seeds=seeds, predictor=guide, select_by=select)[1]}]
             sweep_seeds = tuple(range(args.sweep_seeds))
-            entry["sweep_predictor"] = sp
+            entry["sweep_design"] = sd
             for kind, strengths in (("quadratic", QUADRATIC), ("rbf", RBF)):
                 for s in strengths:
-                    _, summ = design_run(run, None, seeds=sweep_seeds, repulsion=kind, strength=s, predictor=sp)
+                    _, summ = design_run(run, None, seeds=sweep_seeds, repulsion=kind, strength=s, predictor=guide,
+                                         select_by=select)
                     sweep_rows.append({"label": f"{kind}:{s:g}", "summary": summ})
                     print(f"  repulsion {kind}:{s:g}: fitness {summ['median_fitness']['mean']:.3f}, "
                           f"diversity {summ['diversity']['mean']:.2f}, novelty {summ['novelty']['mean']:.2f}", flush=True)
@@ -175,7 +203,14 @@ def main() -> None:
             print(f"plot: {plot}")
         payload["tasks"][task] = entry
     if not args.no_json:
-        print(f"wrote {write_result(NAME + ('_fresh' if args.fresh else ''), payload)}")
+        name = NAME + ("_fresh" if args.fresh else "")
+        old = RESULTS_DIR / f"{name}.json"
+        if old.is_file():  # a run of fewer tasks keeps the saved file's other tasks (their env kept with them)
+            saved = json.loads(old.read_text())
+            for task, entry in saved.get("tasks", {}).items():
+                if task not in payload["tasks"]:
+                    payload["tasks"][task] = {**entry, "carried_over_from": saved.get("env")}
+        print(f"wrote {write_result(name, payload)}")
 
 
 if __name__ == "__main__":
