@@ -696,8 +696,8 @@ def design(
                                             help="Predictor that picks the top designs: plain, smoothed or blend (default: "
                                                  "the guidance predictor)."),
     predictor_steps: Optional[int] = typer.Option(None, "--predictor-steps",
-                                                  help="Training steps of the guidance predictor (cached; default 1000 "
-                                                       "plain, 2000 smoothed)."),
+                                                  help="Training steps of the plain predictor, also the smoothed "
+                                                       "one's starting point (cached; default 1000)."),
     oracle_steps: Optional[int] = typer.Option(None, "--oracle-steps",
                                                help="Training steps of the evaluation oracle (cached; default 2500)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for designs_seed*.csv, summary.json, the plot "
