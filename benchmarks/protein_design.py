@@ -67,8 +67,14 @@ RBF = (300.0, 1000.0, 3000.0)
 DESIGNS = ("plain", "smoothed", "plain:smoothed", "blend:smoothed")
 
 
+def _split(design):
+    """``"GUIDE[:SELECT]"`` -> ``(guide, select or None)``."""
+    guide, _, select = design.partition(":")
+    return guide, select or None
+
+
 def _label(design):
-    guide, select = (design.split(":") + [None])[:2]
+    guide, select = _split(design)
     return f"{guide} predictor" + (f", selected by {select}" if select and select != guide else "")
 
 
@@ -145,13 +151,14 @@ def main() -> None:
         times["potential"] = time.perf_counter() - t
         summaries = {}
         for d in args.designs:
-            guide, select = (d.split(":") + [None])[:2]
+            guide, select = _split(d)
             t = time.perf_counter()
             _, summaries[d] = design_run(run, run / f"design_{d.replace(':', '_')}", seeds=seeds, predictor=guide,
                                          select_by=select)
             times[f"design ({d})"] = time.perf_counter() - t
         # V alone: the likelihood flattened, selected by the first design's selector.
-        first_select = (args.designs[0].split(":") * 2)[1]
+        guide0, select0 = _split(args.designs[0])
+        first_select = select0 or guide0
         _, flat = design_run(run, None, seeds=seeds, zeta=1e6, select_by=first_select)
         floor = _floor(task, oracle)
         rows = [_row(f"Energy Matching (V + observe), {_label(d)}, ours", summ) for d, summ in summaries.items()]
@@ -183,7 +190,7 @@ def main() -> None:
                  "seconds": times, "pipeline_seconds": pipeline, "fresh": args.fresh}
         if args.sweep and task == "medium":
             sd = args.sweep_design
-            guide, select = (sd.split(":") + [None])[:2]
+            guide, select = _split(sd)
             sweep_rows = [{"label": "none", "summary": summaries[sd] if sd in summaries
                            else design_run(run, None, seeds=seeds, predictor=guide, select_by=select)[1]}]
             sweep_seeds = tuple(range(args.sweep_seeds))
