@@ -18,7 +18,9 @@ The paper's conditional sampler (Algorithm 3) on the latent: Langevin with eps(t
 
 Selection and scoring follow GGS: decode (argmax) -> deduplicate -> the top ``top`` by the
 predictor (on the hard sequences) -> the oracle's normalised fitness, diversity and
-novelty (:func:`~energyflow.domains.protein.metrics.design_metrics`).
+novelty (:func:`~energyflow.domains.protein.metrics.design_metrics`). With
+``min_distance`` > 1 the top ``top`` are taken greedily with at least that Levenshtein
+distance between any two (:func:`select_top`); the default (0) is GGS's plain top-k.
 
 Example:
     >>> cfg = DesignConfig(task="hard")
@@ -41,7 +43,7 @@ from torch import Tensor, nn
 
 from energyflow.domains.protein import data as _data
 from energyflow.domains.protein.domain import ProteinDomain, write_sequences
-from energyflow.domains.protein.metrics import design_metrics, novelty
+from energyflow.domains.protein.metrics import design_metrics, levenshtein_matrix, novelty
 from energyflow.domains.protein.models import FitnessCNN, predict, train_oracle
 from energyflow.domains.protein.smoothing import PREDICTORS
 from energyflow.energies.base import Energy
@@ -53,7 +55,7 @@ from energyflow.spaces import Euclidean
 from energyflow.validation import integer, real
 
 __all__ = ["PUBLISHED", "REPULSIONS", "ClampedEuclidean", "DesignConfig", "DesignResult", "FitnessObservation", "PAPER",
-           "design", "design_run", "parse_repulsion", "plot_tradeoff", "summarise"]
+           "design", "design_run", "parse_repulsion", "plot_tradeoff", "select_top", "summarise"]
 
 #: The paper's per-task sampling settings: (zeta, tau_s).
 PAPER = {"medium": {"zeta": 0.01, "t_end": 1.7}, "hard": {"zeta": 0.009, "t_end": 1.3}}
@@ -166,6 +168,8 @@ class DesignConfig:
             ``"blend"`` (the mean of the two).
         select_by (str | None): the predictor that ranks the decoded designs for the top
             ``top`` (a key of the same registry); None: the guidance predictor, as GGS does.
+        min_distance (int): keep the top ``top`` at least this many edits apart where the
+            candidates allow (:func:`select_top`); 0 (default): GGS's plain top-k.
     """
 
     task: str = attrs.field(default="medium", validator=attrs.validators.in_(tuple(_data.TASKS)))
@@ -184,6 +188,7 @@ class DesignConfig:
     guided: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     predictor: str = attrs.field(default="plain")
     select_by: str | None = attrs.field(default=None)
+    min_distance: int = attrs.field(default=0, converter=integer())
 
     def __attrs_post_init__(self) -> None:
         if self.n < 2 or self.top < 1:
@@ -204,6 +209,8 @@ class DesignConfig:
         for name in (self.predictor, self.select_by):
             if name is not None and name not in PREDICTORS:
                 raise InvalidValueError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTORS.names())}")
+        if self.min_distance < 0:
+            raise InvalidValueError(f"min_distance must be an integer >= 0, got {self.min_distance!r}")
         if self.bandwidth is not None and not 0 < self.bandwidth < math.inf:
             raise InvalidValueError(f"bandwidth must be a finite number > 0, got {self.bandwidth!r}")
 
@@ -250,6 +257,52 @@ def _median_distance(x: Tensor) -> float:
     d = torch.cdist(x.double(), x.double())
     iu = torch.triu_indices(len(x), len(x), 1)
     return float(d[iu[0], iu[1]].median())
+
+
+def select_top(sequences: list[str], scores: np.ndarray, top: int, min_distance: int = 0) -> np.ndarray:
+    """Indices of the ``top`` best-scored sequences, at least ``min_distance`` edits apart where possible.
+
+    Greedy, best score first: a sequence is kept when its Levenshtein distance to every
+    kept one is at least ``min_distance``. If that leaves fewer than ``top``, the best of
+    the rest fill the set in score order (so a set is never short for the rule's sake).
+    ``min_distance`` 0 or 1 is the plain top-k of distinct sequences (GGS's selection).
+
+    Args:
+        sequences (list[str]): distinct candidates.
+        scores (np.ndarray): ``(len(sequences),)``, higher is better.
+        top (int): how many to keep (at most ``len(sequences)``).
+        min_distance (int): the wanted minimum pairwise distance among the kept.
+
+    Returns:
+        np.ndarray: ``(min(top, len(sequences)),)`` indices, best score first.
+
+    Example:
+        >>> seqs = ["AAAA", "AAAC", "CCCC", "AACC"]
+        >>> select_top(seqs, np.array([4.0, 3.0, 2.0, 1.0]), 2).tolist()
+        [0, 1]
+        >>> select_top(seqs, np.array([4.0, 3.0, 2.0, 1.0]), 2, min_distance=3).tolist()
+        [0, 2]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(sequences),):
+        raise InvalidValueError(f"need one score per sequence: {len(sequences)} sequences, scores {scores.shape}")
+    if isinstance(min_distance, bool) or not isinstance(min_distance, (int, np.integer)) or min_distance < 0:
+        raise InvalidValueError(f"min_distance must be an integer >= 0, got {min_distance!r}")
+    order = np.argsort(-scores, kind="stable")
+    k = min(int(top), len(sequences))
+    if min_distance <= 1:
+        return order[:k]
+    dist = levenshtein_matrix([sequences[i] for i in order], [sequences[i] for i in order])
+    kept: list[int] = []
+    for j in range(len(order)):
+        if len(kept) == k:
+            break
+        if not kept or int(dist[j, kept].min()) >= min_distance:
+            kept.append(j)
+    if len(kept) < k:
+        taken = set(kept)
+        kept += [j for j in range(len(order)) if j not in taken][: k - len(kept)]
+    return order[np.sort(np.asarray(kept, dtype=np.int64))]
 
 
 def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None = None, *,
@@ -318,7 +371,7 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     distinct = list(dict.fromkeys(decoded))
     tokens = _data.encode(distinct)
     pred = _data.normalise(predict(selector, tokens))
-    order = np.argsort(-pred, kind="stable")[: config.top]
+    order = select_top(distinct, pred, config.top, config.min_distance)
     chosen = [distinct[i] for i in order]
     raw = predict(oracle, tokens[torch.from_numpy(order.copy())])
     fit = _data.normalise(raw)

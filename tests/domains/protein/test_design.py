@@ -14,7 +14,7 @@ pytest.importorskip("rapidfuzz")
 import energyflow as ef  # noqa: E402
 from energyflow.domains.protein import data as D  # noqa: E402
 from energyflow.domains.protein.design import (  # noqa: E402
-    ClampedEuclidean, DesignConfig, FitnessObservation, REPULSIONS, design, parse_repulsion, summarise,
+    ClampedEuclidean, DesignConfig, FitnessObservation, REPULSIONS, design, parse_repulsion, select_top, summarise,
 )
 from energyflow.domains.protein.domain import ProteinDomain  # noqa: E402
 from energyflow.domains.protein.models import FitnessCNN  # noqa: E402
@@ -146,7 +146,7 @@ def test_design_config_defaults_follow_the_paper_and_validate():
 
 
 def _design(domain, potential, seed, **kw):
-    cfg = DesignConfig(n=32, top=8, **{"t_end": 1.2, **kw})
+    cfg = DesignConfig(**{"n": 32, "top": 8, "t_end": 1.2, **kw})
     return design(potential, domain, cfg, generator=torch.Generator().manual_seed(seed), predictor=AlanineCount(),
                   oracle=AlanineCount())
 
@@ -173,6 +173,47 @@ def test_a_separate_selector_ranks_the_designs_and_the_guidance_predictor_does_n
     assert np.allclose(a.predicted, D.normalise(g)) and np.all(np.diff(a.predicted) <= 0)
     assert torch.equal(a.latents, b.latents)  # the same draws ...
     assert a.sequences != b.sequences  # ... ranked otherwise
+
+
+def test_select_top_keeps_the_best_apart_and_fills_up_when_it_must():
+    from energyflow.domains.protein.metrics import levenshtein_matrix
+
+    rng = np.random.default_rng(0)
+    base = "".join(rng.choice(list(D.ALPHABET), 28))
+    seqs = list(dict.fromkeys(  # a cluster of one- and two-edit neighbours of base, and far sequences
+        [base] + [base[:i] + a + base[i + 1:] for i in range(0, 28, 3) for a in "AC" if base[i] != a]
+        + ["".join(rng.choice(list(D.ALPHABET), 28)) for _ in range(20)]))
+    scores = rng.normal(size=len(seqs))
+    scores[: 1 + 18] += 10  # the cluster is predicted best
+    plain = select_top(seqs, scores, 10)
+    assert plain.tolist() == np.argsort(-scores, kind="stable")[:10].tolist()
+    assert select_top(seqs, scores, 10, min_distance=1).tolist() == plain.tolist()  # distinct: 1 is no rule
+    spread = select_top(seqs, scores, 10, min_distance=3)
+    d = levenshtein_matrix([seqs[i] for i in spread], [seqs[i] for i in spread])
+    assert d[np.triu_indices(10, 1)].min() >= 3 and len(set(spread.tolist())) == 10
+    assert np.all(np.diff(scores[spread]) <= 0)  # best first
+    # Negative control: the plain top 10 (all from the cluster) has pairs 1 or 2 edits apart.
+    dp = levenshtein_matrix([seqs[i] for i in plain], [seqs[i] for i in plain])
+    assert dp[np.triu_indices(10, 1)].min() < 3
+    # Too few candidates satisfy the rule: the best of the rest fill the set, never short.
+    full = select_top(seqs, scores, len(seqs) - 2, min_distance=30)
+    assert len(full) == len(seqs) - 2 and len(set(full.tolist())) == len(full)
+    with pytest.raises(InvalidValueError, match="min_distance"):
+        select_top(seqs, scores, 5, min_distance=-1)
+    with pytest.raises(InvalidValueError, match="one score"):
+        select_top(seqs, scores[:3], 5)
+
+
+def test_design_with_min_distance_spreads_its_selection(domain, potential):
+    cfg = DesignConfig(n=32, top=8, t_end=1.2, min_distance=4)
+    a = design(potential, domain, cfg, generator=torch.Generator().manual_seed(0), predictor=AlanineCount(),
+               oracle=AlanineCount())
+    every = _design(domain, potential, 0, top=32)  # the same draws, every distinct decoding ranked
+    assert torch.equal(a.latents, every.latents)
+    expected = select_top(every.sequences, every.predicted, 8, min_distance=4)
+    assert a.sequences == [every.sequences[i] for i in expected]
+    with pytest.raises(InvalidValueError, match="min_distance"):
+        DesignConfig(min_distance=-2)
 
 
 def test_guidance_raises_the_predicted_property_and_a_far_target_control_does_not(domain, potential):
