@@ -110,7 +110,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch", type=int, default=500, help="molecules per sampler batch")
     p.add_argument("--t-end", type=float, default=None, help="sampler end time (default: the run's)")
+    p.add_argument("--valence", type=float, default=0.0, metavar="WEIGHT",
+                   help="let ValenceEnergy guide the transport with this weight (valence_sampler; 0: V alone, the "
+                        f"default); results go to {NAME}_valence.json")
     args = p.parse_args()
+    if args.valence < 0:
+        p.error("--valence must be >= 0")
     set_threads(args.threads)
     preset = resolve_config(preset="qm9")
     if args.steps is None:
@@ -127,6 +132,10 @@ def main() -> None:
     sampler = sampler_for(cfg, t_end=t_end)
     from energyflow.field import compile as compile_field
 
+    if args.valence > 0:
+        from energyflow.domains.molecule.valence import valence_sampler
+
+        sampler = valence_sampler(sampler, args.valence, scale=domain.scale)
     field = compile_field(potential, domain.space)
     per_seed: dict[str, list[float]] = {}
     sample_seconds = []
@@ -155,7 +164,8 @@ def main() -> None:
         rows.append([k + (" (%)" if pct else ""), f"{fmt(ours[k][0])} ± {fmt(ours[k][1])}", fmt(floor[k])]
                     + [f"{PUBLISHED[m][k]:g}" if k in PUBLISHED[m] else "-" for m in PUBLISHED])
     print(f"\n{domain.dataset}: {args.n} generated molecules x {args.seeds} seeds vs {len(domain.test_smiles)} test "
-          f"molecules, t_end {t_end:g} (the field samples 10,000)")
+          f"molecules, t_end {t_end:g} (the field samples 10,000)"
+          + (f"; ValenceEnergy guiding the transport, weight {args.valence:g}" if args.valence > 0 else ""))
     print(markdown_table(headers, rows))
     print("examples: " + " ".join(examples[:12]))
     train_per_mol = step_seconds(run_dir) / cfg.batch_size
@@ -163,18 +173,20 @@ def main() -> None:
         print(f"\ntraining: {args.steps} steps in {info['train_seconds'] / 60:.1f} min ({args.threads} thread(s)); "
               "budget 60 min")
     print(f"training {train_per_mol * 1e3:.2f} ms per molecule per step; sampling "
-          f"{statistics.median(sample_seconds) * 1e3:.1f} ms per molecule ({sampler.steps} steps)")
+          f"{statistics.median(sample_seconds) * 1e3:.1f} ms per molecule ({getattr(sampler, "base", sampler).steps} steps)")
     met = {"valid": ours["valid"][0] >= GOAL["valid"], "fcd": ours.get("fcd", (float("inf"),))[0] <= GOAL["fcd"]}
     print("goal (validity w/o correction >= 90 %, FCD <= 5): "
           + ", ".join(f"{k} {'met' if ok else 'not met'}" for k, ok in met.items()))
     if not args.no_json:
         payload = {"env": env_info(args.threads), "dataset": domain.dataset, "steps": cfg.steps,
-                   "phase2_steps": cfg.steps - cfg.warmup_steps, "t_end": t_end, "seeds": args.seeds,
+                   "phase2_steps": cfg.steps - cfg.warmup_steps, "t_end": t_end, "valence": args.valence,
+                   "seeds": args.seeds,
                    "samples_per_seed": args.n, "energyflow": per_seed, "data_floor": floor, "published": PUBLISHED,
                    "train_ms_per_molecule": train_per_mol * 1e3,
                    "sample_ms_per_molecule": statistics.median(sample_seconds) * 1e3, "goal_met": met,
                    "examples": examples, **info}
-        print(f"wrote {write_result(NAME + ('_quick' if args.quick else ''), payload)}")
+        name = NAME + ("_valence" if args.valence > 0 else "") + ("_quick" if args.quick else "")
+        print(f"wrote {write_result(name, payload)}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ def test_train_prints_metrics_and_run_dir(tmp_path):
     assert load_checkpoint(tmp_path / "r")["config"]["coupling"] == "independent"
 
 
+def test_valence_guidance_is_refused_outside_the_molecule_domain(run, tmp_path):
+    result = invoke("sample", run, "--n", "5", "--out", tmp_path / "v.pt", "--valence", "1")
+    assert result.exit_code == 2 and "molecule runs" in result.output
+
+
 def test_sample_writes_a_safe_tensor_and_a_plot(run, tmp_path):
     out = tmp_path / "s" / "samples.pt"
     result = invoke("sample", run, "--n", "50", "--out", out, "--seed", "1")

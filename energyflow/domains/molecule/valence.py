@@ -27,9 +27,16 @@ tie. At a valid molecule only the softmax tails (``exp(-2 / temperature)`` per c
 bond feels little (the gradient falls as ``exp(-gap / temperature)``), and near ties,
 where generated molecules go over-valent, feel the most.
 
-The term is ``"tempered"`` by default: a negative log-density multiplied by eps(t), so in
-the Energy Matching sampler it acts only in the Langevin phase near the data (t >= tau*),
-not on the noise of the transport, where random relaxed bonds would all be over-valent.
+How to use it. Added to the potential as it is (``"tempered"``, a negative log-density
+multiplied by eps(t)), it acts only in the Langevin phase (t >= tau*), and there the
+samples of a trained QM9 potential have committed every channel (top-two gaps of about 2),
+so it can hardly flip anything: 77.3 % -> 79.7 % valid at strength 1000 on 300 samples.
+As an energy (``.fixed()``) it would act on the transport's noise, where random relaxed
+bonds are all over-valent (it diverges at strength 1000). What works is to let it guide
+the transport through its predicted endpoint, as observations do
+(:class:`~energyflow.samplers.guided.GuidedLangevin`): :func:`valence_sampler` does that,
+and took the same 300 samples from 77.3 % to 97.7 % valid at weight 1
+(``benchmarks/molecule_quality.py --valence``).
 
 Example:
     >>> import torch
@@ -55,7 +62,7 @@ from energyflow.domains.molecule.chem import ATOMS, BONDS, VALENCE, _CHARGEABLE
 from energyflow.energies.base import Energy
 from energyflow.errors import InvalidValueError
 
-__all__ = ["ValenceEnergy", "soft_valence", "valence_distribution"]
+__all__ = ["ValenceEnergy", "soft_valence", "valence_distribution", "valence_sampler"]
 
 
 def _check(state: Any) -> dict[str, Tensor]:
@@ -159,3 +166,33 @@ class ValenceEnergy(Energy):
         return (f"strength={self.strength:g}, temperature={self.temperature:g}, scale={self.scale:g}, "
                 f"charged={self.charged}, "
                 f"coupling={self.coupling}")
+
+
+def valence_sampler(base: Any, weight: float = 1.0, *, scale: float = 1.0, charged: bool = False,
+                    temperature: float = 0.25) -> Any:
+    """The Energy Matching sampler with :class:`ValenceEnergy` guiding the transport through its endpoint.
+
+    Args:
+        base (Langevin): the run's sampler (:func:`~energyflow.training.run.sampler_for`).
+        weight (float): the guidance weight ``w`` (> 0) on ``ValenceEnergy(1)`` of the
+            predicted endpoint ``x - (1 - t) grad V``; for ``t >= 1`` the chain targets
+            ``exp(-V / eps) * exp(-w * E_valence)``.
+        scale (float): the domain's one-hot magnitude (:attr:`MoleculeDomain.scale`).
+        charged (bool), temperature (float): as :class:`ValenceEnergy`.
+
+    Returns:
+        GuidedLangevin
+
+    Example:
+        >>> from energyflow.samplers.langevin import Langevin
+        >>> valence_sampler(Langevin(step_size=0.01, t_end=1.2), 2.0).resolved_weight()
+        2.0
+    """
+    from energyflow.samplers.guided import GuidedLangevin
+    from energyflow.samplers.langevin import Langevin
+
+    if not isinstance(base, Langevin):
+        raise InvalidValueError(f"valence guidance needs the Energy Matching (Langevin) sampler, got {type(base).__name__}")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < float(weight) < math.inf:
+        raise InvalidValueError(f"the valence guidance weight must be a finite number > 0, got {weight!r}")
+    return GuidedLangevin(base, ValenceEnergy(1.0, temperature=temperature, scale=scale, charged=charged), float(weight))

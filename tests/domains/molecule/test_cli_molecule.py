@@ -31,6 +31,16 @@ def test_train_sample_and_evaluate_a_molecule_run(tmp_path, monkeypatch):
     res = runner.invoke(app, ["evaluate", str(run), "--n", "6"])
     assert res.exit_code == 0, res.output
     assert "valid" in res.output and "fcd" in res.output
+    # valence guidance: runs through sample and evaluate, refuses a Metropolis sampler and a negative weight
+    res = runner.invoke(app, ["sample", str(run), "--n", "4", "--out", str(tmp_path / "v.smi"), "--no-plot",
+                              "--valence", "1"])
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "v.smi").read_text().splitlines()) == 4
+    res = runner.invoke(app, ["evaluate", str(run), "--n", "4", "--valence", "1"])
+    assert res.exit_code == 0, res.output
+    for bad, message in ((["--valence", "1", "--sampler", "mala"], "langevin"), (["--valence", "-1"], "--valence")):
+        res = runner.invoke(app, ["sample", str(run), "--n", "2", "--out", str(tmp_path / "w.smi"), *bad])
+        assert res.exit_code == 2 and message in res.output, res.output
     res = runner.invoke(app, ["condition", str(run), "--task", "property", "--target", "qed=0.7", "--n-images", "4", "--regressor-steps", "50",
                               "--out", str(tmp_path / "design")])
     assert res.exit_code == 0, res.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 from typer.testing import CliRunner
 
@@ -53,6 +55,20 @@ def test_design_writes_designs_a_summary_and_the_published_rows(run, tmp_path, m
     assert header == "sequence,predicted_fitness,oracle_fitness,novelty" and 1 <= len(rows) <= 6
 
 
+def test_design_min_distance_reaches_the_selection(run, tmp_path, monkeypatch):
+    from energyflow.domains.protein.metrics import levenshtein_matrix
+
+    monkeypatch.setenv("ENERGYFLOW_CACHE", str(run.parent / "cache"))
+    out = tmp_path / "spread"
+    res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--min-distance", "3", "--seeds", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "summary.json").read_text())["config"]["min_distance"] == 3
+    seqs = [line.split(",")[0] for line in (out / "designs_seed0.csv").read_text().splitlines()[1:]]
+    d = levenshtein_matrix(seqs, seqs)
+    # Either every pair keeps 3 edits, or the candidates ran out and the rest filled the set (select_top's rule).
+    assert len(seqs) >= 1 and (len(seqs) < 2 or d[np.triu_indices(len(seqs), 1)].min() >= 3 or len(seqs) == 6)
+
+
 def test_a_repulsion_sweep_plots_the_tradeoff(run, tmp_path, monkeypatch):
     monkeypatch.setenv("ENERGYFLOW_CACHE", str(run.parent / "cache"))
     out = tmp_path / "sweep"
@@ -94,7 +110,8 @@ def test_design_with_the_smoothed_predictor_records_its_graph(run, tmp_path, mon
 @pytest.mark.parametrize("args, message", [(["--repulsion", "magnet:1"], "KIND"), (["--seeds", "0"], "--seeds"),
                                            (["--predictor-steps", "0"], "--predictor-steps"),
                                            (["--predictor", "oracle"], "unknown predictor"),
-                                           (["--select-by", "oracle"], "unknown predictor")])
+                                           (["--select-by", "oracle"], "unknown predictor"),
+                                           (["--min-distance", "-1"], "min_distance")])
 def test_design_refuses_bad_input_in_one_line(run, tmp_path, args, message):
     res = CliRunner().invoke(app, ["design", str(run), *args, "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and message in res.output
