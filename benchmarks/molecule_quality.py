@@ -173,7 +173,7 @@ def main() -> None:
         print(f"\ntraining: {args.steps} steps in {info['train_seconds'] / 60:.1f} min ({args.threads} thread(s)); "
               "budget 60 min")
     print(f"training {train_per_mol * 1e3:.2f} ms per molecule per step; sampling "
-          f"{statistics.median(sample_seconds) * 1e3:.1f} ms per molecule ({getattr(sampler, "base", sampler).steps} steps)")
+          f"{statistics.median(sample_seconds) * 1e3:.1f} ms per molecule ({getattr(sampler, 'base', sampler).steps} steps)")
     met = {"valid": ours["valid"][0] >= GOAL["valid"], "fcd": ours.get("fcd", (float("inf"),))[0] <= GOAL["fcd"]}
     print("goal (validity w/o correction >= 90 %, FCD <= 5): "
           + ", ".join(f"{k} {'met' if ok else 'not met'}" for k, ok in met.items()))
