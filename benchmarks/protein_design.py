@@ -30,6 +30,9 @@ Designs (``--designs``, one row each, ``GUIDE[:SELECT]``): ``plain`` (GGS's prot
 our unsmoothed predictor: it guides and selects), ``smoothed`` (GGS's own: the smoothed
 predictor guides and selects), ``plain:smoothed`` (the plain predictor guides, the smoothed
 one selects) and ``blend:smoothed`` (the mean of the two guides, the smoothed one selects).
+A suffix ``@D`` makes the selection trade the selecting predictor's score for distance until
+the 128's mean pairwise distance reaches ``D`` (``blend:smoothed@4.5``: GGS's hard diversity;
+:func:`~energyflow.domains.protein.design.select_diverse`, no oracle involved).
 
 Run:
     .venv/bin/python benchmarks/protein_design.py --threads 2               # both tasks, 5 seeds
@@ -68,14 +71,30 @@ DESIGNS = ("plain", "smoothed", "plain:smoothed", "blend:smoothed")
 
 
 def _split(design):
-    """``"GUIDE[:SELECT]"`` -> ``(guide, select or None)``."""
-    guide, _, select = design.partition(":")
-    return guide, select or None
+    """``"GUIDE[:SELECT][@D]"`` -> ``(guide, select or None, min_diversity or None)``."""
+    names, _, target = design.partition("@")
+    guide, _, select = names.partition(":")
+    return guide, select or None, float(target) if target else None
+
+
+def _check(design):
+    """Why ``design`` is not ``GUIDE[:SELECT][@D]``, or None."""
+    names, at, target = design.partition("@")
+    if any(part not in ("plain", "smoothed", "blend") for part in names.split(":")) or names.count(":") > 1:
+        return "GUIDE or GUIDE:SELECT with plain, smoothed or blend"
+    if at:
+        try:
+            if not 0 <= float(target) < float("inf"):
+                raise ValueError
+        except ValueError:
+            return "@D needs a finite diversity target >= 0"
+    return None
 
 
 def _label(design):
-    guide, select = _split(design)
-    return f"{guide} predictor" + (f", selected by {select}" if select and select != guide else "")
+    guide, select, target = _split(design)
+    return (f"{guide} predictor" + (f", selected by {select}" if select and select != guide else "")
+            + (f", diversity >= {target:g} by the selection" if target is not None else ""))
 
 
 def _row(label, s):
@@ -104,15 +123,16 @@ def main() -> None:
     p.add_argument("--sweep-seeds", type=int, default=2, help="seeds per sweep setting")
     p.add_argument("--fresh", action="store_true", help="an empty model cache and new runs: time the whole pipeline")
     p.add_argument("--runs", type=Path, default=REPO / "runs", help="where runs/aav_<task> live (reused if there)")
-    p.add_argument("--designs", nargs="+", default=list(DESIGNS), metavar="GUIDE[:SELECT]",
+    p.add_argument("--designs", nargs="+", default=list(DESIGNS), metavar="GUIDE[:SELECT][@D]",
                    help="guidance[:selection] predictors to design with, one row each (plain, smoothed, blend; "
-                        f"default {' '.join(DESIGNS)})")
+                        "@D: the selection trades predicted fitness for distance until the mean pairwise "
+                        f"distance reaches D, DesignConfig.min_diversity; default {' '.join(DESIGNS)})")
     p.add_argument("--sweep-design", default="plain", metavar="GUIDE[:SELECT]",
                    help="the predictors of the repulsion sweep (default plain)")
     args = p.parse_args()
     for d in [*args.designs, args.sweep_design]:
-        if any(part not in ("plain", "smoothed", "blend") for part in d.split(":")) or d.count(":") > 1:
-            p.error(f"bad design {d!r}: GUIDE or GUIDE:SELECT with plain, smoothed or blend")
+        if (why := _check(d)) is not None:
+            p.error(f"bad design {d!r}: {why}")
     set_threads(args.threads)
     if args.fresh:
         os.environ["ENERGYFLOW_CACHE"] = tempfile.mkdtemp(prefix="energyflow-cache-")
@@ -134,7 +154,7 @@ def main() -> None:
     for task in args.tasks:
         times = {}
         predictors = {}
-        names = list(dict.fromkeys(["plain", *(n for d in args.designs for n in d.split(":"))]))
+        names = list(dict.fromkeys(["plain", *(n for d in args.designs for n in _split(d)[:2] if n)]))
         for name in names:  # plain first: the smoothed one starts from it, the blend averages both
             t = time.perf_counter()
             predictors[name] = PREDICTORS.get(name)(task)
@@ -151,13 +171,13 @@ def main() -> None:
         times["potential"] = time.perf_counter() - t
         summaries = {}
         for d in args.designs:
-            guide, select = _split(d)
+            guide, select, target = _split(d)
             t = time.perf_counter()
-            _, summaries[d] = design_run(run, run / f"design_{d.replace(':', '_')}", seeds=seeds, predictor=guide,
-                                         select_by=select)
+            _, summaries[d] = design_run(run, run / f"design_{d.replace(':', '_').replace('@', '_at')}", seeds=seeds,
+                                         predictor=guide, select_by=select, min_diversity=target)
             times[f"design ({d})"] = time.perf_counter() - t
         # V alone: the likelihood flattened, selected by the first design's selector.
-        guide0, select0 = _split(args.designs[0])
+        guide0, select0, _ = _split(args.designs[0])
         first_select = select0 or guide0
         _, flat = design_run(run, None, seeds=seeds, zeta=1e6, select_by=first_select)
         floor = _floor(task, oracle)
@@ -175,7 +195,7 @@ def main() -> None:
         shared = (oracle_seconds if args.fresh else 0.0) + times["vae"] + times["potential"]
         pipeline = {}
         for d in args.designs:
-            need = {"plain", *d.split(":")} | ({"smoothed"} if "blend" in d else set())
+            need = {"plain", *(n for n in _split(d)[:2] if n)} | ({"smoothed"} if "blend" in d else set())
             pipeline[d] = shared + times[f"design ({d})"] + sum(times[f"predictor ({n})"] for n in need)
         for name, predictor in predictors.items():
             print(f"{name} predictor: Spearman {predictor.metrics['spearman_outside']:.3f} on the ground-truth sequences "
@@ -190,15 +210,16 @@ def main() -> None:
                  "seconds": times, "pipeline_seconds": pipeline, "fresh": args.fresh}
         if args.sweep and task == "medium":
             sd = args.sweep_design
-            guide, select = _split(sd)
+            guide, select, target = _split(sd)
             sweep_rows = [{"label": "none", "summary": summaries[sd] if sd in summaries
-                           else design_run(run, None, seeds=seeds, predictor=guide, select_by=select)[1]}]
+                           else design_run(run, None, seeds=seeds, predictor=guide, select_by=select,
+                                           min_diversity=target)[1]}]
             sweep_seeds = tuple(range(args.sweep_seeds))
             entry["sweep_design"] = sd
             for kind, strengths in (("quadratic", QUADRATIC), ("rbf", RBF)):
                 for s in strengths:
                     _, summ = design_run(run, None, seeds=sweep_seeds, repulsion=kind, strength=s, predictor=guide,
-                                         select_by=select)
+                                         select_by=select, min_diversity=target)
                     sweep_rows.append({"label": f"{kind}:{s:g}", "summary": summ})
                     print(f"  repulsion {kind}:{s:g}: fitness {summ['median_fitness']['mean']:.3f}, "
                           f"diversity {summ['diversity']['mean']:.2f}, novelty {summ['novelty']['mean']:.2f}", flush=True)

@@ -718,6 +718,10 @@ def design(
     min_distance: int = typer.Option(0, "--min-distance",
                                      help="Keep the top designs at least this many edits apart where the candidates "
                                           "allow (greedy, best first; 0: GGS's plain top-k)."),
+    min_diversity: Optional[float] = typer.Option(None, "--min-diversity",
+                                                  help="Trade predicted fitness for distance until the top designs' "
+                                                       "mean pairwise Levenshtein distance reaches this (the least "
+                                                       "trade that does; e.g. GGS's 4.5 on hard). Default: no trade."),
     predictor_steps: Optional[int] = typer.Option(None, "--predictor-steps",
                                                   help="Training steps of the plain predictor, also the smoothed "
                                                        "one's starting point (cached; default 1000)."),
@@ -755,6 +759,7 @@ def design(
                                           t_end=t_end, clamp=None if no_clamp else clamp, repulsion=k,
                                           strength=s if k else 0.0, bandwidth=bandwidth, predictor=predictor,
                                           select_by=select_by, min_distance=min_distance,
+                                          min_diversity=min_diversity,
                                           predictor_options={"steps": predictor_steps},
                                           oracle_options={"steps": oracle_steps})
         rows.append({"label": label, "summary": summary})

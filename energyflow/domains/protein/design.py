@@ -20,7 +20,10 @@ Selection and scoring follow GGS: decode (argmax) -> deduplicate -> the top ``to
 predictor (on the hard sequences) -> the oracle's normalised fitness, diversity and
 novelty (:func:`~energyflow.domains.protein.metrics.design_metrics`). With
 ``min_distance`` > 1 the top ``top`` are taken greedily with at least that Levenshtein
-distance between any two (:func:`select_top`); the default (0) is GGS's plain top-k.
+distance between any two (:func:`select_top`); with ``min_diversity`` the predictor's
+score is traded for distance (greedy maximal marginal relevance) with the least weight
+that brings the set's mean pairwise distance to the target (:func:`select_diverse`); the
+default is GGS's plain top-k.
 
 Example:
     >>> cfg = DesignConfig(task="hard")
@@ -55,7 +58,7 @@ from energyflow.spaces import Euclidean
 from energyflow.validation import integer, real
 
 __all__ = ["PUBLISHED", "REPULSIONS", "ClampedEuclidean", "DesignConfig", "DesignResult", "FitnessObservation", "PAPER",
-           "design", "design_run", "parse_repulsion", "plot_tradeoff", "select_top", "summarise"]
+           "design", "design_run", "parse_repulsion", "plot_tradeoff", "select_diverse", "select_top", "summarise"]
 
 #: The paper's per-task sampling settings: (zeta, tau_s).
 PAPER = {"medium": {"zeta": 0.01, "t_end": 1.7}, "hard": {"zeta": 0.009, "t_end": 1.3}}
@@ -170,6 +173,10 @@ class DesignConfig:
             ``top`` (a key of the same registry); None: the guidance predictor, as GGS does.
         min_distance (int): keep the top ``top`` at least this many edits apart where the
             candidates allow (:func:`select_top`); 0 (default): GGS's plain top-k.
+        min_diversity (float | None): trade the selecting predictor's score for distance
+            until the top ``top``'s mean pairwise Levenshtein distance reaches this
+            (:func:`select_diverse`; the weight used is the metric ``selection_weight``);
+            None (default): no trade.
     """
 
     task: str = attrs.field(default="medium", validator=attrs.validators.in_(tuple(_data.TASKS)))
@@ -189,6 +196,7 @@ class DesignConfig:
     predictor: str = attrs.field(default="plain")
     select_by: str | None = attrs.field(default=None)
     min_distance: int = attrs.field(default=0, converter=integer())
+    min_diversity: float | None = attrs.field(default=None, converter=real(optional=True))
 
     def __attrs_post_init__(self) -> None:
         if self.n < 2 or self.top < 1:
@@ -211,6 +219,8 @@ class DesignConfig:
                 raise InvalidValueError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTORS.names())}")
         if self.min_distance < 0:
             raise InvalidValueError(f"min_distance must be an integer >= 0, got {self.min_distance!r}")
+        if self.min_diversity is not None and not 0 <= self.min_diversity < math.inf:
+            raise InvalidValueError(f"min_diversity must be a finite number >= 0 or None, got {self.min_diversity!r}")
         if self.bandwidth is not None and not 0 < self.bandwidth < math.inf:
             raise InvalidValueError(f"bandwidth must be a finite number > 0, got {self.bandwidth!r}")
 
@@ -259,19 +269,142 @@ def _median_distance(x: Tensor) -> float:
     return float(d[iu[0], iu[1]].median())
 
 
-def select_top(sequences: list[str], scores: np.ndarray, top: int, min_distance: int = 0) -> np.ndarray:
+def _greedy(dist: np.ndarray, scores: np.ndarray, k: int, min_distance: int, weight: float) -> list[int]:
+    """Greedy picks on candidates sorted best score first: each maximises ``score + weight * mean distance``.
+
+    A candidate at least ``min_distance`` from every kept one is preferred to any other
+    (ties go to the better score); once none is left, the rest compete on the objective.
+    """
+    n = len(scores)
+    kept = [0]
+    taken = np.zeros(n, dtype=bool)
+    taken[0] = True
+    total = dist[0].astype(np.float64)  # summed distance of each candidate to the kept set
+    nearest = dist[0].astype(np.int64)  # its distance to the nearest kept one
+    for _ in range(1, k):
+        objective = scores + weight * total / len(kept)
+        objective[taken] = -np.inf
+        eligible = ~taken & (nearest >= min_distance)
+        if min_distance > 1 and eligible.any():
+            objective = np.where(eligible, objective, -np.inf)
+        j = int(np.argmax(objective))
+        kept.append(j)
+        taken[j] = True
+        total += dist[j]
+        np.minimum(nearest, dist[j], out=nearest)
+    return kept
+
+
+def _mean_distance(dist: np.ndarray, kept: list[int]) -> float:
+    if len(kept) < 2:
+        return 0.0
+    sub = dist[np.ix_(kept, kept)]
+    return float(sub.sum() / (len(kept) * (len(kept) - 1)))
+
+
+def select_diverse(sequences: list[str], scores: np.ndarray, top: int, min_diversity: float | None = None,
+                   min_distance: int = 0, *, refine: int = 12) -> tuple[np.ndarray, float]:
+    """The ``top`` designs by score, traded against distance until their diversity reaches ``min_diversity``.
+
+    Greedy maximal marginal relevance: the best-scored sequence first, then each next pick
+    maximises ``score + weight * (mean Levenshtein distance to the kept ones)`` (a
+    candidate at least ``min_distance`` edits from all kept ones is preferred, as in
+    :func:`select_top`). ``weight`` 0 is the plain top-k by score (GGS's selection). With
+    ``min_diversity``, ``weight`` is the smallest found (a geometric grid from
+    ``1e-4 * spread`` to ``1e3 * spread`` of the scores, then ``refine`` bisection steps)
+    whose set's diversity (the **mean** pairwise distance, GGS's metric) is at least
+    ``min_diversity``: the least score given up for the wanted diversity. Nothing about the
+    oracle enters; the scores are the selecting predictor's. If no weight reaches the
+    target (the candidates are too alike), the set at the largest weight is returned (the
+    most diverse this rule makes) and its weight reported.
+
+    Args:
+        sequences (list[str]): distinct candidates.
+        scores (np.ndarray): ``(len(sequences),)``, higher is better.
+        top (int): how many to keep (at most ``len(sequences)``).
+        min_diversity (float | None): the wanted mean pairwise distance; None: ``weight`` 0.
+        min_distance (int): as in :func:`select_top`.
+        refine (int): bisection steps between the grid's last miss and first hit.
+
+    Returns:
+        tuple: ``(indices, weight)``; ``indices`` ``(min(top, len(sequences)),)`` best score
+        first, ``weight`` in score units per edit.
+
+    Example:
+        >>> seqs = ["AAAA", "AAAC", "AACA", "CCCC"]
+        >>> idx, w = select_diverse(seqs, np.array([4.0, 3.9, 3.8, 1.0]), 2)
+        >>> idx.tolist(), w
+        ([0, 1], 0.0)
+        >>> idx, w = select_diverse(seqs, np.array([4.0, 3.9, 3.8, 1.0]), 2, min_diversity=3)
+        >>> idx.tolist(), 0 < w < 3
+        ([0, 3], True)
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(sequences),):
+        raise InvalidValueError(f"need one score per sequence: {len(sequences)} sequences, scores {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise InvalidValueError("scores must be finite")
+    if isinstance(min_distance, bool) or not isinstance(min_distance, (int, np.integer)) or min_distance < 0:
+        raise InvalidValueError(f"min_distance must be an integer >= 0, got {min_distance!r}")
+    if min_diversity is not None and (isinstance(min_diversity, bool) or not isinstance(min_diversity, (int, float))
+                                      or not 0 <= float(min_diversity) < math.inf):
+        raise InvalidValueError(f"min_diversity must be a finite number >= 0 or None, got {min_diversity!r}")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise InvalidValueError(f"top must be an integer >= 1, got {top!r}")
+    order = np.argsort(-scores, kind="stable")
+    k = min(int(top), len(sequences))
+    if k == 0:
+        return order[:0], 0.0
+    if min_distance <= 1 and min_diversity is None:
+        return order[:k], 0.0
+    ordered = [sequences[i] for i in order]
+    dist = levenshtein_matrix(ordered, ordered)
+    s = scores[order]
+
+    def pick(weight: float) -> list[int]:
+        return _greedy(dist, s, k, int(min_distance), weight)
+
+    weight, kept = 0.0, pick(0.0)
+    if min_diversity is not None and _mean_distance(dist, kept) < float(min_diversity):
+        spread = float(s[0] - s[-1]) or 1.0
+        grid = spread * np.geomspace(1e-4, 1e3, 29)
+        low, hit = 0.0, None
+        for w in grid:
+            trial = pick(float(w))
+            if _mean_distance(dist, trial) >= float(min_diversity):
+                hit = (float(w), trial)
+                break
+            low, kept, weight = float(w), trial, float(w)
+        if hit is not None:
+            high, kept = hit
+            for _ in range(int(refine)):
+                mid = math.sqrt(low * high) if low > 0 else high / 2
+                trial = pick(mid)
+                if _mean_distance(dist, trial) >= float(min_diversity):
+                    high, kept = mid, trial
+                else:
+                    low = mid
+            weight = high
+    return order[np.sort(np.asarray(kept, dtype=np.int64))], weight
+
+
+def select_top(sequences: list[str], scores: np.ndarray, top: int, min_distance: int = 0,
+               min_diversity: float | None = None) -> np.ndarray:
     """Indices of the ``top`` best-scored sequences, at least ``min_distance`` edits apart where possible.
 
     Greedy, best score first: a sequence is kept when its Levenshtein distance to every
     kept one is at least ``min_distance``. If that leaves fewer than ``top``, the best of
     the rest fill the set in score order (so a set is never short for the rule's sake).
     ``min_distance`` 0 or 1 is the plain top-k of distinct sequences (GGS's selection).
+    ``min_diversity`` trades score for distance until the set's mean pairwise distance
+    reaches it (:func:`select_diverse`, which also returns the weight it used).
 
     Args:
         sequences (list[str]): distinct candidates.
         scores (np.ndarray): ``(len(sequences),)``, higher is better.
         top (int): how many to keep (at most ``len(sequences)``).
         min_distance (int): the wanted minimum pairwise distance among the kept.
+        min_diversity (float | None): the wanted mean pairwise distance among the kept.
 
     Returns:
         np.ndarray: ``(min(top, len(sequences)),)`` indices, best score first.
@@ -283,26 +416,7 @@ def select_top(sequences: list[str], scores: np.ndarray, top: int, min_distance:
         >>> select_top(seqs, np.array([4.0, 3.0, 2.0, 1.0]), 2, min_distance=3).tolist()
         [0, 2]
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape != (len(sequences),):
-        raise InvalidValueError(f"need one score per sequence: {len(sequences)} sequences, scores {scores.shape}")
-    if isinstance(min_distance, bool) or not isinstance(min_distance, (int, np.integer)) or min_distance < 0:
-        raise InvalidValueError(f"min_distance must be an integer >= 0, got {min_distance!r}")
-    order = np.argsort(-scores, kind="stable")
-    k = min(int(top), len(sequences))
-    if min_distance <= 1:
-        return order[:k]
-    dist = levenshtein_matrix([sequences[i] for i in order], [sequences[i] for i in order])
-    kept: list[int] = []
-    for j in range(len(order)):
-        if len(kept) == k:
-            break
-        if not kept or int(dist[j, kept].min()) >= min_distance:
-            kept.append(j)
-    if len(kept) < k:
-        taken = set(kept)
-        kept += [j for j in range(len(order)) if j not in taken][: k - len(kept)]
-    return order[np.sort(np.asarray(kept, dtype=np.int64))]
+    return select_diverse(sequences, scores, top, min_diversity, min_distance)[0]
 
 
 def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None = None, *,
@@ -371,7 +485,7 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     distinct = list(dict.fromkeys(decoded))
     tokens = _data.encode(distinct)
     pred = _data.normalise(predict(selector, tokens))
-    order = select_top(distinct, pred, config.top, config.min_distance)
+    order, weight = select_diverse(distinct, pred, config.top, config.min_diversity, config.min_distance)
     chosen = [distinct[i] for i in order]
     raw = predict(oracle, tokens[torch.from_numpy(order.copy())])
     fit = _data.normalise(raw)
@@ -379,6 +493,7 @@ def design(potential: Energy, domain: ProteinDomain, config: DesignConfig | None
     metrics = design_metrics(chosen, raw, reference)
     nov = novelty(chosen, reference)
     metrics.update(unique_decoded=float(len(distinct)), predicted_median=float(np.median(pred[order])),
+                   selection_weight=weight,
                    seconds=time.perf_counter() - start)
     return DesignResult(chosen, pred[order], fit, nov, metrics, z.cpu(), config)
 

@@ -107,11 +107,25 @@ def test_design_with_the_smoothed_predictor_records_its_graph(run, tmp_path, mon
     assert "nodes" not in summary["predictor"] and summary["selector"]["nodes"] == 2500
 
 
+def test_design_min_diversity_reaches_the_selection(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENERGYFLOW_CACHE", str(run.parent / "cache"))
+    out = tmp_path / "diverse"
+    res = CliRunner().invoke(app, ["design", str(run), *DESIGN, "--min-diversity", "30", "--seeds", "1",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["min_diversity"] == 30
+    # 28 residues are never 30 edits apart: the target is out of reach, so the most diverse set is kept
+    # at the search's largest weight (> 0; 0 would be the plain top-k).
+    assert summary["per_seed"][0]["selection_weight"] > 0
+
+
 @pytest.mark.parametrize("args, message", [(["--repulsion", "magnet:1"], "KIND"), (["--seeds", "0"], "--seeds"),
                                            (["--predictor-steps", "0"], "--predictor-steps"),
                                            (["--predictor", "oracle"], "unknown predictor"),
                                            (["--select-by", "oracle"], "unknown predictor"),
-                                           (["--min-distance", "-1"], "min_distance")])
+                                           (["--min-distance", "-1"], "min_distance"),
+                                           (["--min-diversity", "-1"], "min_diversity")])
 def test_design_refuses_bad_input_in_one_line(run, tmp_path, args, message):
     res = CliRunner().invoke(app, ["design", str(run), *args, "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and message in res.output
