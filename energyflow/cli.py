@@ -767,6 +767,8 @@ def design(
     chosen = results[0].config
     guide = f"{chosen.predictor} predictor" + ("" if chosen.selector == chosen.predictor
                                                else f", selected by the {chosen.selector} one")
+    if chosen.min_diversity is not None:
+        guide += f" for diversity >= {chosen.min_diversity:g}"
     table = Table(title=f"AAV {task}: top {top} of {n} latents, {guide}, {seeds} seed(s), mean ± sd "
                         "(fitness: oracle, normalised; novelty: vs the task file)")
     for col in ("method", "median fitness", "diversity (mean)", "diversity (median)", "novelty (median)",

@@ -115,6 +115,7 @@ def test_design_min_diversity_reaches_the_selection(run, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["min_diversity"] == 30
+    assert "diversity >= 30" in " ".join(res.output.split())  # the table says what the selection asked for
     # 28 residues are never 30 edits apart: the target is out of reach, so the most diverse set is kept
     # at the search's largest weight (> 0; 0 would be the plain top-k).
     assert summary["per_seed"][0]["selection_weight"] > 0
