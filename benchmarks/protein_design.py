@@ -79,15 +79,15 @@ def _split(design):
 
 def _check(design):
     """Why ``design`` is not ``GUIDE[:SELECT][@D]``, or None."""
-    names, at, target = design.partition("@")
+    names = design.partition("@")[0]
     if any(part not in ("plain", "smoothed", "blend") for part in names.split(":")) or names.count(":") > 1:
         return "GUIDE or GUIDE:SELECT with plain, smoothed or blend"
-    if at:
-        try:
-            if not 0 <= float(target) < float("inf"):
-                raise ValueError
-        except ValueError:
-            return "@D needs a finite diversity target >= 0"
+    try:
+        target = _split(design)[2]
+    except ValueError:
+        target = -1.0
+    if "@" in design and not (target is not None and 0 <= target < float("inf")):
+        return "@D needs a finite diversity target >= 0"
     return None
 
 

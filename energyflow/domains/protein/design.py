@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from energyflow.domains.protein import data as _data
 from energyflow.domains.protein.domain import ProteinDomain, write_sequences
-from energyflow.domains.protein.metrics import design_metrics, levenshtein_matrix, novelty
+from energyflow.domains.protein.metrics import design_metrics, levenshtein_matrix, mean_pairwise, novelty
 from energyflow.domains.protein.models import FitnessCNN, predict, train_oracle
 from energyflow.domains.protein.smoothing import PREDICTORS
 from energyflow.energies.base import Energy
@@ -295,13 +295,6 @@ def _greedy(dist: np.ndarray, scores: np.ndarray, k: int, min_distance: int, wei
     return kept
 
 
-def _mean_distance(dist: np.ndarray, kept: list[int]) -> float:
-    if len(kept) < 2:
-        return 0.0
-    sub = dist[np.ix_(kept, kept)]
-    return float(sub.sum() / (len(kept) * (len(kept) - 1)))
-
-
 def select_diverse(sequences: list[str], scores: np.ndarray, top: int, min_diversity: float | None = None,
                    min_distance: int = 0, *, refine: int = 12) -> tuple[np.ndarray, float]:
     """The ``top`` designs by score, traded against distance until their diversity reaches ``min_diversity``.
@@ -361,30 +354,29 @@ def select_diverse(sequences: list[str], scores: np.ndarray, top: int, min_diver
     dist = levenshtein_matrix(ordered, ordered)
     s = scores[order]
 
-    def pick(weight: float) -> list[int]:
-        return _greedy(dist, s, k, int(min_distance), weight)
+    def pick(weight: float) -> tuple[list[int], bool]:
+        kept = _greedy(dist, s, k, int(min_distance), weight)
+        return kept, min_diversity is None or mean_pairwise(dist[np.ix_(kept, kept)]) >= float(min_diversity)
 
-    weight, kept = 0.0, pick(0.0)
-    if min_diversity is not None and _mean_distance(dist, kept) < float(min_diversity):
+    weight = 0.0
+    kept, reached = pick(weight)
+    if not reached:
         spread = float(s[0] - s[-1]) or 1.0
-        grid = spread * np.geomspace(1e-4, 1e3, 29)
-        low, hit = 0.0, None
-        for w in grid:
-            trial = pick(float(w))
-            if _mean_distance(dist, trial) >= float(min_diversity):
-                hit = (float(w), trial)
+        low = 0.0
+        for weight in spread * np.geomspace(1e-4, 1e3, 29):
+            kept, reached = pick(float(weight))
+            if reached:
                 break
-            low, kept, weight = float(w), trial, float(w)
-        if hit is not None:
-            high, kept = hit
+            low = float(weight)
+        weight = float(weight)  # unreached: the grid's largest weight and its set
+        if reached:
             for _ in range(int(refine)):
-                mid = math.sqrt(low * high) if low > 0 else high / 2
-                trial = pick(mid)
-                if _mean_distance(dist, trial) >= float(min_diversity):
-                    high, kept = mid, trial
+                mid = math.sqrt(low * weight) if low > 0 else weight / 2
+                trial, ok = pick(mid)
+                if ok:
+                    weight, kept = mid, trial
                 else:
                     low = mid
-            weight = high
     return order[np.sort(np.asarray(kept, dtype=np.int64))], weight
 
 

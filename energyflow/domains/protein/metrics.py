@@ -28,7 +28,7 @@ import numpy as np
 from energyflow.domains.protein.data import normalise
 from energyflow.errors import InvalidValueError
 
-__all__ = ["design_metrics", "diversity", "levenshtein_matrix", "novelty"]
+__all__ = ["design_metrics", "diversity", "levenshtein_matrix", "mean_pairwise", "novelty"]
 
 
 def _rapidfuzz() -> Any:
@@ -58,7 +58,13 @@ def diversity(sequences: Sequence[str]) -> dict[str, float]:
         return {"mean": 0.0, "median": 0.0}
     d = levenshtein_matrix(seqs, seqs).astype(np.float64)
     iu = np.triu_indices(len(seqs), 1)
-    return {"mean": float(d[iu].mean()), "median": float(np.median(d[iu]))}
+    return {"mean": mean_pairwise(d), "median": float(np.median(d[iu]))}
+
+
+def mean_pairwise(dist: np.ndarray) -> float:
+    """The mean off-diagonal entry of a symmetric ``(n, n)`` distance matrix (0 for ``n < 2``): GGS's diversity."""
+    n = len(dist)
+    return float(np.asarray(dist, dtype=np.float64).sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
 def novelty(sequences: Sequence[str], reference: Sequence[str]) -> np.ndarray:
