@@ -252,7 +252,7 @@ class GraphDomain(DenseGraphDomain):
 
     name = "graph"
     options = ("dataset", "source", "seed", "path", "test_fraction", "max_nodes", "permute")
-    network_options = ("hidden", "depth", "walk_steps", "edge_layers", "edge_hidden", "aggregate")
+    network_options = ("hidden", "depth", "walk_steps", "edge_layers", "edge_hidden", "aggregate", "power_steps")
 
     def __init__(self, dataset: str = "community_small", source: str = "gaussian", seed: int = 0,
                  path: str | os.PathLike[str] | None = None, test_fraction: float = 0.2,
@@ -299,12 +299,13 @@ class GraphDomain(DenseGraphDomain):
     # -- network ---------------------------------------------------------------------
 
     def default_network(self, hidden: int = 64, depth: int = 3, walk_steps: int = 2, edge_layers: int = 2,
-                        edge_hidden: int = 16, aggregate: str = "sum") -> nn.Module:
+                        edge_hidden: int = 16, aggregate: str = "sum", power_steps: int = 0) -> nn.Module:
         """A fresh :class:`~energyflow.domains.graph.networks.DenseGINPotential` on the signed encoding (``(B,)`` energies)."""
         from energyflow.domains.graph.networks import DenseGINPotential
 
         return DenseGINPotential(hidden=hidden, depth=depth, walk_steps=walk_steps, signed=True,
-                                 edge_layers=edge_layers, edge_hidden=edge_hidden, aggregate=aggregate)
+                                 edge_layers=edge_layers, edge_hidden=edge_hidden, aggregate=aggregate,
+                                 power_steps=power_steps)
 
     # -- decoding, metrics, plots --------------------------------------------------------
 

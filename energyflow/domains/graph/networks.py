@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from energyflow.errors import InvalidValueError
 
-__all__ = ["DenseGINPotential", "PPGNPotential"]
+__all__ = ["DenseGINPotential", "PPGNPotential", "power_features"]
 
 
 class DenseGINPotential(nn.Module):
@@ -51,6 +51,13 @@ class DenseGINPotential(nn.Module):
             domain's encoding); False for the {0, 1} scale.
         edge_layers (int): PPGN-style pair layers (0: node states only).
         edge_hidden (int): width of the pair states.
+        power_steps (int): spectral pair features (0: none). The pair layers start also
+            from ``n P_k / ||P_k||_F`` for ``P_k = C^(2^k)``, ``k = 1 .. power_steps``, where
+            ``C`` is the signed adjacency centred on its mean over the real pairs: power
+            iteration towards the leading eigenprojections ``u u^T``, whose signs say
+            which nodes go together (what spectral clustering reads, and what a few
+            message-passing or pair layers cannot compute from a noise-like state).
+            Polynomials over a smooth norm, so the energy's gradients stay bounded.
         aggregate (str): ``"sum"`` (GIN's) or ``"mean"``: messages along ``A / n``. Use
             ``"mean"`` for graphs of more than a few dozen nodes: near the dense noise the
             flow starts from, summed messages grow like ``n`` per layer and the first
@@ -58,16 +65,17 @@ class DenseGINPotential(nn.Module):
     """
 
     def __init__(self, hidden: int = 64, depth: int = 3, walk_steps: int = 2, signed: bool = True,
-                 edge_layers: int = 2, edge_hidden: int = 32, aggregate: str = "sum") -> None:
+                 edge_layers: int = 2, edge_hidden: int = 32, aggregate: str = "sum", power_steps: int = 0) -> None:
         super().__init__()
         from torch_geometric.nn import DenseGINConv
 
-        if hidden < 1 or depth < 1 or walk_steps < 0 or edge_layers < 0:
-            raise InvalidValueError(f"need hidden >= 1, depth >= 1, walk_steps >= 0, edge_layers >= 0; "
-                                    f"got {hidden}, {depth}, {walk_steps}, {edge_layers}")
+        if hidden < 1 or depth < 1 or walk_steps < 0 or edge_layers < 0 or power_steps < 0:
+            raise InvalidValueError(f"need hidden >= 1, depth >= 1, walk_steps >= 0, edge_layers >= 0, power_steps >= 0; "
+                                    f"got {hidden}, {depth}, {walk_steps}, {edge_layers}, {power_steps}")
         if aggregate not in ("sum", "mean"):
             raise InvalidValueError(f"aggregate must be 'sum' or 'mean', got {aggregate!r}")
         self.walk_steps, self.signed, self.aggregate = int(walk_steps), bool(signed), aggregate
+        self.power_steps = int(power_steps)
         features = 2 + self.walk_steps
         self.convs = nn.ModuleList()
         for k in range(depth):
@@ -79,7 +87,7 @@ class DenseGINPotential(nn.Module):
         if self.edge_layers:
             he = int(edge_hidden)
             self.node_to_edge = nn.Linear(hidden, he)
-            self.edge_in = nn.Linear(3 + 2 * he, he)
+            self.edge_in = nn.Linear(3 + self.power_steps + 2 * he, he)
             self.edge_left = nn.ModuleList(nn.Linear(he, he) for _ in range(self.edge_layers))
             self.edge_right = nn.ModuleList(nn.Linear(he, he) for _ in range(self.edge_layers))
             self.edge_update = nn.ModuleList(
@@ -123,13 +131,14 @@ class DenseGINPotential(nn.Module):
 
         A pair ``(i, j)`` starts from ``A_ij``, ``(A^2)_ij / n``, ``(A^3)_ij / n^2`` (common
         neighbours and 3-walks: what tells two nodes of one community from two of
-        different ones) and the node states ``h_i + h_j``, ``h_i * h_j``; each layer adds
+        different ones), the spectral features of ``power_steps`` and the node states ``h_i + h_j``, ``h_i * h_j``; each layer adds
         ``MLP([e, (L e) @ (R e) / n])``, the channel-wise matrix product over the real
         nodes (Maron et al. 2019, provably more expressive than message passing).
         """
         n = m.sum(-1).clamp_min(1.0)[:, None, None]
         A2 = A @ A
-        walks = torch.stack([A, A2 / n, (A2 @ A) / n**2], -1)
+        walks = [A, A2 / n, (A2 @ A) / n**2]
+        walks = torch.stack(walks + power_features(A, pair, self.power_steps), -1)
         h = self.node_to_edge(h)
         e = self.edge_in(torch.cat([walks, h.unsqueeze(1) + h.unsqueeze(2), h.unsqueeze(1) * h.unsqueeze(2)], -1))
         e = self.act(e) * pair.unsqueeze(-1)
@@ -139,6 +148,41 @@ class DenseGINPotential(nn.Module):
             prod = (L @ R).permute(0, 2, 3, 1) / n.unsqueeze(-1)
             e = (e + update(torch.cat([e, prod], -1))) * pair.unsqueeze(-1)
         return (self.edge_readout(e).squeeze(-1) * pair).sum((1, 2))
+
+
+def power_features(A: Tensor, pair: Tensor, steps: int) -> list[Tensor]:
+    """Spectral pair features by repeated squaring: ``[n P_1, ..., n P_steps]``, each ``(B, N, N)``.
+
+    ``C`` is ``A`` centred on its mean over the real pairs (zero elsewhere), ``P_k =
+    C^(2^k) / ||C^(2^k)||_F``. As ``k`` grows ``P_k`` tends to ``u u^T`` for the
+    eigenvector ``u`` of ``C`` with the largest ``|lambda|`` (for two communities: the
+    vector whose signs split them), so ``n P_k`` is ``O(1)`` and sign-free.
+
+    Args:
+        A (Tensor): shape ``(B, N, N)``, symmetric, zero off the real pairs.
+        pair (Tensor): shape ``(B, N, N)``, 1 on pairs of distinct real nodes.
+        steps (int): number of squarings (0: no features).
+
+    Example:
+        >>> import torch
+        >>> u = torch.tensor([1., 1., 1., -1., -1., -1.]) / 6 ** 0.5
+        >>> pair = 1 - torch.eye(6)
+        >>> A = ((torch.outer(u, u) > 0).float() * pair).unsqueeze(0)  # two triangles
+        >>> P = power_features(A, pair.unsqueeze(0), 3)[-1][0]
+        >>> bool(((P[0, 1:] > 0) == (u[1:] > 0)).all())  # row 0 off its (masked) diagonal
+        True
+    """
+    if steps <= 0:
+        return []
+    n = (pair.sum(-1) > 0).sum(-1).to(A.dtype).clamp_min(1.0)[:, None, None]
+    pairs = pair.sum((1, 2), keepdim=True).clamp_min(1.0)
+    P = (A - (A * pair).sum((1, 2), keepdim=True) / pairs) * pair
+    out = []
+    for _ in range(steps):
+        P = P @ P
+        P = P / torch.sqrt((P * P).sum((1, 2), keepdim=True) + 1e-12)
+        out.append(n * P * pair)
+    return out
 
 
 class PPGNPotential(nn.Module):
