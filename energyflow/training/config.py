@@ -547,7 +547,8 @@ def resolve_config(
     # A file that sets every field (a run's saved config.toml) is complete: no preset is
     # laid under it, or the default preset's option tables would merge into its own (a
     # saved grid run would gain community_small's network options).
-    complete = preset is None and file_preset is None and set(file_values) >= {a.name for a in attrs.fields(TrainConfig)}
+    every_field = {a.name for a in attrs.fields(TrainConfig)}
+    complete = preset is None and file_preset is None and set(file_values) >= every_field
     if preset is None and file_preset is not None:
         preset, origin = file_preset, f" (the preset key of {file})"
     elif preset is None and not complete:
