@@ -523,9 +523,8 @@ def resolve_config(
     Every preset names its domain. A file that sets every field (what
     :func:`save_config` writes) is taken as it is, with no preset under it. Without a
     preset (as argument or as the file's ``preset`` key) the run starts from its domain's
-    default preset (``toy`` for the
-    toy domain, ``mnist`` for images), the domain being the one the overrides or the
-    file name, else ``toy``.
+    default preset (``toy`` for the toy domain, ``mnist`` for images), the domain being
+    the one the overrides or the file name, else ``toy``.
 
     Example:
         >>> resolve_config(overrides={"domain": "image"}).dataset     # the image domain's preset

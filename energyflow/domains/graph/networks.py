@@ -131,14 +131,14 @@ class DenseGINPotential(nn.Module):
 
         A pair ``(i, j)`` starts from ``A_ij``, ``(A^2)_ij / n``, ``(A^3)_ij / n^2`` (common
         neighbours and 3-walks: what tells two nodes of one community from two of
-        different ones), the spectral features of ``power_steps`` and the node states ``h_i + h_j``, ``h_i * h_j``; each layer adds
-        ``MLP([e, (L e) @ (R e) / n])``, the channel-wise matrix product over the real
-        nodes (Maron et al. 2019, provably more expressive than message passing).
+        different ones), the spectral features of ``power_steps`` (:func:`power_features`)
+        and the node states ``h_i + h_j``, ``h_i * h_j``; each layer adds ``MLP([e, (L e)
+        @ (R e) / n])``, the channel-wise matrix product over the real nodes (Maron et al.
+        2019, provably more expressive than message passing).
         """
         n = m.sum(-1).clamp_min(1.0)[:, None, None]
         A2 = A @ A
-        walks = [A, A2 / n, (A2 @ A) / n**2]
-        walks = torch.stack(walks + power_features(A, pair, self.power_steps), -1)
+        walks = torch.stack([A, A2 / n, (A2 @ A) / n**2] + power_features(A, pair, self.power_steps), -1)
         h = self.node_to_edge(h)
         e = self.edge_in(torch.cat([walks, h.unsqueeze(1) + h.unsqueeze(2), h.unsqueeze(1) * h.unsqueeze(2)], -1))
         e = self.act(e) * pair.unsqueeze(-1)
